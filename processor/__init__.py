@@ -1,0 +1,1 @@
+"""processor: CSV files -> SQL staging tables -> a deals view -> Pipedrive."""

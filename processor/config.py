@@ -1,0 +1,407 @@
+"""Settings: one frozen dataclass built once from a mapping (the environment plus `.env`).
+
+`Settings.from_env(mapping)` is the only way configuration enters the package; tests pass a
+dict, `index.py` passes `os.environ` merged over `.env`. Every problem is collected and
+reported in one `ConfigError` that names the variable and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+SAMPLE_DATA_FOLDER = str(Path(__file__).resolve().parent / "sample_data")
+DEFAULT_DEST_SQL = "sqlite:///processor.db"
+DEFAULT_PIPEDRIVE_URL = "https://api.pipedrive.com"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one environment variable means, for parsing and for `--help`."""
+
+    env: str
+    attr: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    shown_default: str | None = None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def _int(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if value < minimum:
+            raise ValueError(f"expected a whole number of at least {minimum}")
+        return value
+
+    return parse
+
+
+def _float(minimum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if value < minimum:
+            raise ValueError(f"expected a number of at least {minimum}")
+        return value
+
+    return parse
+
+
+def _decimal(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueError("expected a decimal number such as 0.20") from None
+    if not value.is_finite():
+        raise ValueError("expected a finite decimal number")
+    return value
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _raw_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated values kept verbatim (null markers may carry spaces)."""
+    return tuple(item for item in raw.split(",") if item != "")
+
+
+def _optional(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _delimiter(raw: str) -> str | None:
+    value = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(raw, raw)
+    if value == "":
+        return None
+    if len(value) != 1 or value in '"\r\n':
+        raise ValueError("expected one character such as , ; | or \\t")
+    return value
+
+
+def _column_types(raw: str) -> tuple[tuple[str, str, str], ...]:
+    from .schema import normalise_name, parse_type_spec
+
+    out = []
+    for item in re.split(r",(?![^(]*\))", raw):
+        if not item.strip():
+            continue
+        target, sep, spec = item.strip().partition(":")
+        table, dot, column = target.rpartition(".")
+        if not sep or not dot or not table or not column:
+            raise ValueError(f"{item.strip()!r} is not table.column:type")
+        parse_type_spec(spec)
+        out.append((normalise_name(table), normalise_name(column), spec.strip().lower()))
+    return tuple(out)
+
+
+def _executor(raw: str) -> str:
+    value = raw.strip().lower() or "local"
+    if value not in ("local", "dask"):
+        raise ValueError("expected local or dask")
+    return value
+
+
+def _progress(raw: str) -> str:
+    value = raw.strip().lower() or "auto"
+    if value in _TRUE:
+        return "on"
+    if value in _FALSE - {""}:
+        return "off"
+    if value != "auto":
+        raise ValueError("expected auto, 1 or 0")
+    return value
+
+
+OPTIONS: tuple[Option, ...] = (
+    # Find
+    Option(
+        "SRC_DATA_FOLDER",
+        "src_data_folder",
+        SAMPLE_DATA_FOLDER,
+        "root folder to walk (or s3://bucket/prefix, an http(s):// base URL, or a comma-separated list of URLs)",
+        str.strip,
+        shown_default="the bundled sample data",
+    ),
+    Option(
+        "SRC_FILE_NAME",
+        "src_file_name",
+        ("*.csv",),
+        "glob pattern(s), comma-separated; without '/' a pattern matches file names at any depth; '**' works",
+        _list,
+        shown_default="*.csv",
+    ),
+    Option(
+        "SRC_ENCODING",
+        "src_encoding",
+        None,
+        "file encoding; detected from BOM and content when unset",
+        _optional,
+        shown_default="detected",
+    ),
+    Option(
+        "SRC_DELIMITER",
+        "src_delimiter",
+        None,
+        "field delimiter; sniffed among , ; tab | when unset",
+        _delimiter,
+        shown_default="sniffed",
+    ),
+    Option(
+        "SRC_HEADER",
+        "src_header",
+        True,
+        "0 when files have no header row (columns become column_1..N)",
+        _bool,
+        shown_default="1",
+    ),
+    # Stage
+    Option(
+        "DEST_SQL",
+        "dest_sql",
+        DEFAULT_DEST_SQL,
+        "SQLAlchemy URL of the destination (sqlite, postgresql, mysql)",
+        str.strip,
+        secret=True,
+        shown_default="sqlite:///processor.db (in the working directory)",
+    ),
+    Option(
+        "DEST_TABLE",
+        "dest_table",
+        None,
+        "load every file into this one table; unset: one table per file stem",
+        _optional,
+        shown_default="unset",
+    ),
+    Option(
+        "LOAD_WORKERS",
+        "load_workers",
+        os.cpu_count() or 1,
+        "worker processes for loading",
+        _int(1),
+        shown_default="CPU count",
+    ),
+    Option(
+        "FULL_REFRESH",
+        "full_refresh",
+        False,
+        "1 drops the target staging tables and reloads every file",
+        _bool,
+        shown_default="0",
+    ),
+    Option("MAX_ERRORS", "max_errors", 100, "rejected rows a file may have before it fails as a whole", _int(0)),
+    Option(
+        "NULL_VALUES",
+        "null_values",
+        (),
+        "extra null markers, comma-separated (e.g. null,NULL,N/A)",
+        _raw_list,
+        shown_default="none",
+    ),
+    Option(
+        "NULL_VALUES_IN_TEXT",
+        "null_values_in_text",
+        False,
+        "1 also turns empty fields and null markers into NULL in text columns",
+        _bool,
+        shown_default="0",
+    ),
+    Option(
+        "COLUMN_TYPES",
+        "column_types",
+        (),
+        "per-column types, e.g. certificates.uprn:text,raw_payments.amount:numeric",
+        _column_types,
+        shown_default="none",
+    ),
+    Option("INFER_TYPES", "infer_types", True, "0 stages every column as text", _bool, shown_default="1"),
+    Option("SAMPLE_ROWS", "sample_rows", 20000, "rows per file read to infer column types", _int(1)),
+    Option("LOAD_RETRIES", "load_retries", 3, "retries of a file whose database connection dropped", _int(0)),
+    Option(
+        "SPLIT_MIN_BYTES",
+        "split_min_bytes",
+        256 * 1024 * 1024,
+        "files at least this large are split into byte ranges loaded in parallel (0: never split)",
+        _int(0),
+    ),
+    Option("EXECUTOR", "executor", "local", "local (process pool) or dask", _executor),
+    Option(
+        "DASK_SCHEDULER_ADDRESS",
+        "dask_scheduler_address",
+        None,
+        "tcp://host:port of a Dask scheduler",
+        _optional,
+        shown_default="unset",
+    ),
+    # Transform
+    Option("CUSTOMERS_TABLE", "customers_table", "raw_customers", "staging table of customers"),
+    Option("ORDERS_TABLE", "orders_table", "raw_orders", "staging table of orders"),
+    Option("PAYMENTS_TABLE", "payments_table", "raw_payments", "staging table of payments"),
+    Option("DEALS_VIEW", "deals_view", "deals", "name of the deals view (or table)"),
+    Option(
+        "DEALS_MATERIALIZE", "deals_materialize", False, "1 builds a table instead of a view", _bool, shown_default="0"
+    ),
+    Option("DEAL_CURRENCY", "deal_currency", "EUR", "currency of every deal", str.strip),
+    Option("BONUS_RATE", "bonus_rate", Decimal("0.20"), "bonus share of a qualifying payment", _decimal),
+    Option(
+        "BONUS_THRESHOLD",
+        "bonus_threshold",
+        Decimal("2000"),
+        "a payment earns the bonus when its amount is strictly greater than this",
+        _decimal,
+    ),
+    Option("BONUS_STATUS", "bonus_status", "completed", "order status that earns the bonus", str.strip),
+    # Sync
+    Option(
+        "PIPEDRIVE_API_KEY",
+        "pipedrive_api_key",
+        None,
+        "Pipedrive API token; unset: the sync is skipped",
+        _optional,
+        secret=True,
+        shown_default="unset",
+    ),
+    Option(
+        "PIPEDRIVE_BASE_URL",
+        "pipedrive_base_url",
+        DEFAULT_PIPEDRIVE_URL,
+        "Pipedrive API base URL (a company domain, or a local fake)",
+        lambda raw: raw.strip().rstrip("/"),
+    ),
+    Option("PARALLEL_PROCESS_NUMBER", "parallel_process_number", 4, "parallel Pipedrive requests", _int(1)),
+    Option(
+        "PIPEDRIVE_PERSON_KEY_FIELD",
+        "pipedrive_person_key_field",
+        "customer_id",
+        "name of the person custom field that holds the customer id",
+    ),
+    Option(
+        "PIPEDRIVE_DEAL_KEY_FIELD",
+        "pipedrive_deal_key_field",
+        "order_id",
+        "name of the deal custom field that holds the order id",
+    ),
+    Option("PIPEDRIVE_TIMEOUT", "pipedrive_timeout", 30.0, "seconds before a Pipedrive request times out", _float(0.1)),
+    Option("PIPEDRIVE_MAX_RETRIES", "pipedrive_max_retries", 5, "retries of a failed Pipedrive request", _int(0)),
+    Option("SYNC_DRY_RUN", "sync_dry_run", False, "1 prints the sync plan without writing", _bool, shown_default="0"),
+    # Feedback
+    Option("PROGRESS", "progress", "auto", "progress bar: auto (on a terminal), 1 or 0", _progress),
+    Option(
+        "SUMMARY_JSON",
+        "summary_json",
+        None,
+        "also write the run summary as JSON to this path",
+        _optional,
+        shown_default="unset",
+    ),
+    Option(
+        "LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR", lambda raw: raw.strip().upper() or "INFO"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs. Picklable, so worker processes receive it as is."""
+
+    src_data_folder: str = SAMPLE_DATA_FOLDER
+    src_file_name: tuple[str, ...] = ("*.csv",)
+    src_encoding: str | None = None
+    src_delimiter: str | None = None
+    src_header: bool = True
+    dest_sql: str = field(default=DEFAULT_DEST_SQL, repr=False)
+    dest_table: str | None = None
+    load_workers: int = os.cpu_count() or 1
+    full_refresh: bool = False
+    max_errors: int = 100
+    null_values: tuple[str, ...] = ()
+    null_values_in_text: bool = False
+    column_types: tuple[tuple[str, str, str], ...] = ()
+    infer_types: bool = True
+    sample_rows: int = 20000
+    load_retries: int = 3
+    split_min_bytes: int = 256 * 1024 * 1024
+    executor: str = "local"
+    dask_scheduler_address: str | None = None
+    customers_table: str = "raw_customers"
+    orders_table: str = "raw_orders"
+    payments_table: str = "raw_payments"
+    deals_view: str = "deals"
+    deals_materialize: bool = False
+    deal_currency: str = "EUR"
+    bonus_rate: Decimal = Decimal("0.20")
+    bonus_threshold: Decimal = Decimal("2000")
+    bonus_status: str = "completed"
+    pipedrive_api_key: str | None = field(default=None, repr=False)
+    pipedrive_base_url: str = DEFAULT_PIPEDRIVE_URL
+    parallel_process_number: int = 4
+    pipedrive_person_key_field: str = "customer_id"
+    pipedrive_deal_key_field: str = "order_id"
+    pipedrive_timeout: float = 30.0
+    pipedrive_max_retries: int = 5
+    sync_dry_run: bool = False
+    progress: str = "auto"
+    summary_json: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from a mapping of environment variables; raises ConfigError."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for option in OPTIONS:
+            raw = env.get(option.env)
+            if raw is None:
+                continue
+            try:
+                values[option.attr] = option.parse(raw)
+            except ValueError as exc:
+                shown = "(hidden)" if option.secret else repr(raw)
+                problems.append(f"{option.env}={shown}: {exc}")
+        if values.get("executor") == "dask" and not values.get("dask_scheduler_address"):
+            problems.append("EXECUTOR=dask needs DASK_SCHEDULER_ADDRESS (tcp://host:port of the scheduler)")
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (settings are frozen)."""
+        return dataclasses.replace(self, **changes)
+
+
+def describe_options() -> str:
+    """The environment variables with their defaults, for `--help` and the README."""
+    lines = []
+    for option in OPTIONS:
+        default = option.shown_default
+        if default is None:
+            default = "(hidden)" if option.secret else str(option.default)
+        lines.append(f"  {option.env:<28} {option.help} [default: {default}]")
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""The destination database: URL normalising, engines (one per process), connection checks.
+
+Users write URLs the way their tools do (`postgres://`, `postgresql://`, `mysql://`); we ship
+psycopg2 and PyMySQL, so bare schemes are pinned to those drivers (SQLAlchemy 2.1 would pick
+psycopg 3 and mysqlclient, which are not installed). Passwords never leave this module
+unmasked: `display_url` is what logs and errors show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from .errors import ConfigError, DatabaseError
+from .redact import redact
+
+log = logging.getLogger(__name__)
+
+_DRIVERS = {
+    "postgres": "postgresql+psycopg2",
+    "postgresql": "postgresql+psycopg2",
+    "postgresql+psycopg2": "postgresql+psycopg2",
+    "mysql": "mysql+pymysql",
+    "mysql+pymysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+    "mariadb+pymysql": "mariadb+pymysql",
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+}
+CONNECT_TIMEOUT = 10
+SQLITE_BUSY_TIMEOUT = 3600  # workers take turns writing to one SQLite file
+
+
+def normalise_url(raw: str) -> URL:
+    """Parse DEST_SQL and pin the driver we ship; raises ConfigError with the fix."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            "DEST_SQL is not a database URL; expected e.g. sqlite:///processor.db, "
+            "postgresql://user:password@host:5432/db or mysql://user:password@host:3306/db"
+        ) from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"DEST_SQL uses {url.drivername!r}, which processor does not support; "
+            "use sqlite:///file.db, postgresql://... (psycopg2) or mysql://... (PyMySQL)"
+        )
+    url = url.set(drivername=driver)
+    if driver == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ConfigError("DEST_SQL: an in-memory SQLite database cannot be shared by workers; give a file path")
+    elif "charset" not in url.query and driver.endswith("pymysql"):
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url
+
+
+def display_url(url: URL | str) -> str:
+    """The URL with its password masked, for logs, reports and errors."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "(unparseable URL)"
+    return url.render_as_string(hide_password=True)
+
+
+def dialect_family(engine: Engine) -> str:
+    """'postgresql', 'mysql' (MySQL and MariaDB) or 'sqlite'."""
+    name = engine.dialect.name
+    return "mysql" if name in ("mysql", "mariadb") else name
+
+
+def create_engine(raw_url: str) -> Engine:
+    """A new engine for DEST_SQL with our driver options; raises ConfigError."""
+    url = normalise_url(raw_url)
+    kwargs: dict = {"pool_pre_ping": True}
+    if url.drivername == "sqlite":
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+    elif url.drivername.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "processor"}
+    else:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "local_infile": True}
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except NoSuchModuleError as exc:
+        raise ConfigError(f"DEST_SQL: driver for {url.drivername} is not installed ({exc})") from None
+    if url.drivername == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.drivername.endswith("pymysql"):
+        sa.event.listen(engine, "connect", _mysql_session)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _mysql_session(dbapi_connection, _record) -> None:
+    # Strict mode turns MySQL's "warning and a zero" into an error on INSERT; LOAD DATA LOCAL
+    # still downgrades errors to warnings, which the MySQL loader checks after every load.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO'")
+    cursor.execute("SET SESSION time_zone = '+00:00'")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def _engine_for_process(raw_url: str, pid: int) -> Engine:
+    return create_engine(raw_url)
+
+
+def engine_for(raw_url: str) -> Engine:
+    """This process's engine for the URL: workers build their own, never inherit one."""
+    return _engine_for_process(raw_url, os.getpid())
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once and run SELECT 1; raises DatabaseError with a masked URL."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(
+            f"cannot reach the database at {display_url(engine.url)}: {describe_db_error(exc, engine.url)}"
+        ) from None
+
+
+def describe_db_error(exc: BaseException, url: URL | None = None) -> str:
+    """The first line of a driver error, without SQL parameters or passwords."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    secrets = [url.password] if url is not None and url.password else []
+    return redact(text, secrets)

@@ -1,0 +1,297 @@
+"""Column names and column types, as pure functions: header cleaning, type inference, widening.
+
+Inference never loses information. A column is typed only when every sampled value is written
+the way the database would write it back: `00123`, `+5` and `-0` stay text (the zeros or the
+sign would be lost), integers beyond 64 bits stay text, and so does any column that mixes kinds.
+When files or rows disagree, types widen along
+
+    empty -> integer -> decimal -> double -> text,     empty -> date -> timestamp -> text
+
+and anything else meets at text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+# Type names users may give in COLUMN_TYPES, and the kind each means.
+KIND_ALIASES = {
+    "integer": "integer",
+    "int": "integer",
+    "bigint": "integer",
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "double": "double",
+    "float": "double",
+    "real": "double",
+    "date": "date",
+    "timestamp": "timestamp",
+    "datetime": "timestamp",
+    "text": "text",
+    "string": "text",
+    "varchar": "text",
+}
+KINDS = tuple(KIND_ALIASES)
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's limit; MySQL allows 64 characters
+UNBOUNDED = 1000  # digits/scale of an unconstrained NUMERIC
+SQLITE_REAL_DIGITS = 15  # significant digits a REAL keeps exactly
+MYSQL_DECIMAL_PRECISION, MYSQL_DECIMAL_SCALE = 65, 30
+INT64_MAX = 2**63 - 1
+
+
+# ---------------------------------------------------------------- names
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NOT_WORD = re.compile(r"\W+")
+_UNDERSCORES = re.compile(r"_+")
+
+
+def normalise_name(raw: str) -> str:
+    """Trimmed lower snake_case: ' First Name' -> 'first_name', 'raceId' -> 'race_id'."""
+    text = unicodedata.normalize("NFKC", raw).strip()
+    text = _CAMEL.sub("_", text).lower()
+    text = _UNDERSCORES.sub("_", _NOT_WORD.sub("_", text)).strip("_")
+    return _fit_identifier(text)
+
+
+def _fit_identifier(name: str) -> str:
+    if len(name.encode()) <= MAX_IDENTIFIER_BYTES:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    cut = name.encode()[: MAX_IDENTIFIER_BYTES - 9].decode(errors="ignore")
+    return f"{cut}_{digest}"
+
+
+def column_names(header: Sequence[str]) -> list[str]:
+    """Normalised, unique column names for a header; empty names become column_<position>."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for position, raw in enumerate(header, start=1):
+        base = normalise_name(raw) or f"column_{position}"
+        name, suffix = base, 1
+        while name in taken:
+            suffix += 1
+            name = _fit_identifier(f"{base}_{suffix}")
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zip")
+
+
+def table_name_for(relative_path: str) -> str:
+    """The staging table a file goes to without DEST_TABLE: its sanitised stem."""
+    name = relative_path.replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in COMPRESSED_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return normalise_name(stem) or "data"
+
+
+# ---------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A column's kind; numeric kinds also carry the widest digits seen left/right of the point."""
+
+    kind: str = "empty"
+    digits: int = 0
+    scale: int = 0
+
+    def join(self, other: ColumnType) -> ColumnType:
+        """The narrowest type that holds the values of both."""
+        return join(self, other)
+
+    def accepts(self, value: ColumnType) -> bool:
+        """Whether a value of type `value` fits this column unchanged."""
+        return join(self, value) == self
+
+
+EMPTY = ColumnType("empty")
+TEXT = ColumnType("text")
+DATE = ColumnType("date")
+TIMESTAMP = ColumnType("timestamp")
+DOUBLE = ColumnType("double")
+_NUMERIC_ORDER = {"integer": 0, "decimal": 1, "double": 2}
+_TEMPORAL_ORDER = {"date": 0, "timestamp": 1}
+
+
+def join(a: ColumnType, b: ColumnType) -> ColumnType:
+    if a.kind == "empty":
+        return b
+    if b.kind == "empty" or a == b:
+        return a
+    if a.kind in _NUMERIC_ORDER and b.kind in _NUMERIC_ORDER:
+        kind = max(a.kind, b.kind, key=_NUMERIC_ORDER.__getitem__)
+        if kind == "double":
+            exact = a if b.kind == "double" else b
+            if exact.kind != "double" and exact.digits + exact.scale > SQLITE_REAL_DIGITS:
+                return TEXT  # a long exact number and a float have no exact common type
+            return DOUBLE
+        return ColumnType(kind, max(a.digits, b.digits), max(a.scale, b.scale))
+    if a.kind in _TEMPORAL_ORDER and b.kind in _TEMPORAL_ORDER:
+        return TIMESTAMP
+    return TEXT
+
+
+def join_all(types: Iterable[ColumnType]) -> ColumnType:
+    result = EMPTY
+    for column_type in types:
+        result = join(result, column_type)
+    return result
+
+
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)\.([0-9]+)\Z")
+_DOUBLE = re.compile(r"-?(0|[1-9][0-9]*)(?:\.([0-9]+))?[eE][-+]?[0-9]{1,3}\Z")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?\Z")
+
+
+def classify(value: str) -> ColumnType:
+    """The narrowest type that stores `value` without changing it (non-null values only)."""
+    if _INTEGER.match(value):
+        if value == "-0" or abs(int(value)) > INT64_MAX:
+            return TEXT
+        return ColumnType("integer", len(value.lstrip("-")), 0)
+    match = _DECIMAL.match(value)
+    if match:
+        if value.startswith("-") and not value.strip("-0."):
+            return TEXT  # -0.0 would come back as 0.0
+        return ColumnType("decimal", len(match.group(1)), len(match.group(2)))
+    match = _DOUBLE.match(value)
+    if match:
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            return TEXT
+        if number in (float("inf"), float("-inf")) or (number == 0.0 and value.startswith("-")):
+            return TEXT
+        return DOUBLE
+    if _DATE.match(value):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return TEXT
+        return DATE
+    if _TIMESTAMP.match(value):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return TEXT
+        return TIMESTAMP
+    return TEXT
+
+
+def is_null(value: str, column: ColumnType, null_values: frozenset[str], nulls_in_text: bool) -> bool:
+    """Whether a field stands for NULL in a column of this type."""
+    if column.kind == "text" and not nulls_in_text:
+        return False
+    return value == "" or value in null_values
+
+
+def infer_types(
+    rows: Iterable[Sequence[str]], width: int, null_values: frozenset[str] = frozenset()
+) -> list[ColumnType]:
+    """Column types for sampled rows; a column with no value in the sample stays `empty`."""
+    types = [EMPTY] * width
+    seen: list[set[str]] = [set() for _ in range(width)]
+    for row in rows:
+        for index in range(min(width, len(row))):
+            value = row[index]
+            if value == "" or value in null_values or types[index].kind == "text" or value in seen[index]:
+                continue
+            seen[index].add(value)
+            types[index] = join(types[index], classify(value))
+    return types
+
+
+_TYPE_SPEC = re.compile(r"\s*([a-z]+)\s*(?:\(\s*([0-9]+)\s*(?:,\s*([0-9]+)\s*)?\))?\s*\Z")
+
+
+def parse_type_spec(spec: str) -> ColumnType:
+    """The column type a COLUMN_TYPES entry asks for: 'text', 'integer', 'numeric(12,2)', ...
+
+    Raises ValueError naming the accepted types.
+    """
+    match = _TYPE_SPEC.match(spec.lower())
+    kind = KIND_ALIASES.get(match.group(1)) if match else None
+    if kind is None or (match.group(2) and kind != "decimal"):
+        raise ValueError(f"unknown type {spec!r}; use one of {', '.join(KINDS)}, or numeric(precision,scale)")
+    if kind == "decimal":
+        if match.group(2) is None:
+            return ColumnType("decimal", UNBOUNDED, UNBOUNDED)
+        precision, scale = int(match.group(2)), int(match.group(3) or 0)
+        if scale > precision or precision == 0:
+            raise ValueError(f"{spec!r}: scale must not exceed precision")
+        return ColumnType("decimal", precision - scale, scale)
+    if kind == "integer":
+        return ColumnType("integer", 19, 0)
+    return ColumnType(kind)
+
+
+# ---------------------------------------------------------------- SQL types
+
+
+def sql_type(column: ColumnType, family: str) -> sa.types.TypeEngine:
+    """The SQLAlchemy type that stores a column of this type on a dialect family."""
+    kind = column.kind
+    if kind == "integer":
+        return sa.BigInteger()
+    if kind == "decimal":
+        if family == "postgresql":
+            return sa.Numeric()
+        if family == "mysql":
+            if column.digits == UNBOUNDED:  # numeric without (precision, scale) asked for by the user
+                return mysql.DECIMAL(MYSQL_DECIMAL_PRECISION, MYSQL_DECIMAL_SCALE)
+            if column.scale > MYSQL_DECIMAL_SCALE or column.digits + column.scale > MYSQL_DECIMAL_PRECISION:
+                return _text(family)
+            return mysql.DECIMAL(MYSQL_DECIMAL_PRECISION, column.scale)
+        if column.digits + column.scale > SQLITE_REAL_DIGITS:
+            return _text(family)
+        return sa.Double()
+    if kind == "double":
+        return sa.Double()
+    if kind == "date":
+        return sa.Date()
+    if kind == "timestamp":
+        return mysql.DATETIME(fsp=6) if family == "mysql" else sa.DateTime()
+    return _text(family)
+
+
+def _text(family: str) -> sa.types.TypeEngine:
+    return mysql.LONGTEXT() if family == "mysql" else sa.Text()
+
+
+def stored_type(column: ColumnType, family: str) -> ColumnType:
+    """The column type a table really holds after mapping (e.g. a long decimal on SQLite is text)."""
+    return column_type_of(sql_type(column if column.kind != "empty" else TEXT, family))
+
+
+def column_type_of(sql: sa.types.TypeEngine) -> ColumnType:
+    """The column type of a reflected SQL type."""
+    if isinstance(sql, sa.Integer):
+        return ColumnType("integer", 19, 0)
+    if isinstance(sql, sa.Float):
+        return DOUBLE
+    if isinstance(sql, sa.Numeric):
+        precision, scale = sql.precision, sql.scale
+        if precision is None:
+            return ColumnType("decimal", UNBOUNDED, UNBOUNDED)
+        return ColumnType("decimal", precision - (scale or 0), scale or 0)
+    if isinstance(sql, sa.DateTime):
+        return TIMESTAMP
+    if isinstance(sql, sa.Date):
+        return DATE
+    return TEXT

@@ -1,0 +1,128 @@
+"""Shared fixtures: a settings factory and a `db_url` on SQLite, PostgreSQL and MySQL.
+
+PostgreSQL and MySQL come from TEST_POSTGRES_URL and TEST_MYSQL_URL. Locally, without them,
+those cases skip with a reason; `.ci/run` sets both, so in CI they always run. Every test gets
+its own schema (PostgreSQL), database (MySQL) or file (SQLite) and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from processor.config import Settings
+from processor.db import create_engine, normalise_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BACKENDS = ("sqlite", "postgres", "mysql")
+
+
+def _server_url(backend: str) -> str:
+    env = {"postgres": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}[backend]
+    url = os.environ.get(env)
+    if not url:
+        if os.environ.get("CI_REQUIRE_DATABASES") == "1":
+            pytest.fail(f"{env} is not set, and CI requires the {backend} tests to run")
+        pytest.skip(f"{env} is not set; set it to run the {backend} tests")
+    return url
+
+
+@pytest.fixture(scope="session")
+def server_engines() -> Iterator[dict[str, sa.Engine]]:
+    engines: dict[str, sa.Engine] = {}
+    yield engines
+    for engine in engines.values():
+        engine.dispose()
+
+
+def _isolated_url(backend: str, tmp_path: Path, server_engines: dict) -> tuple[str, callable]:
+    """A URL of a fresh, empty namespace on `backend`, and a function that drops it."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}", lambda: None
+    base = _server_url(backend)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    if backend not in server_engines:
+        server_engines[backend] = create_engine(base)
+    admin = server_engines[backend]
+    url = normalise_url(base)
+    if backend == "postgres":
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+        isolated = url.update_query_dict({"options": f"-csearch_path={name}"})
+
+        def drop() -> None:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+
+    else:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        isolated = url.set(database=name)
+
+        def drop() -> None:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+
+    return isolated.render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path, server_engines) -> Iterator[str]:
+    """A database URL on each backend, in a namespace of its own."""
+    url, drop = _isolated_url(request.param, tmp_path, server_engines)
+    yield url
+    from processor.db import _engine_for_process
+
+    _engine_for_process.cache_clear()
+    drop()
+
+
+@pytest.fixture
+def postgres_url(tmp_path, server_engines) -> Iterator[str]:
+    url, drop = _isolated_url("postgres", tmp_path, server_engines)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def mysql_url(tmp_path, server_engines) -> Iterator[str]:
+    url, drop = _isolated_url("mysql", tmp_path, server_engines)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def engine_of():
+    """engine_of(url) -> a test-side engine, disposed at the end of the test."""
+    engines: list[sa.Engine] = []
+
+    def make(url: str) -> sa.Engine:
+        engine = create_engine(url)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def make_settings(tmp_path):
+    """make_settings(**fields) -> Settings with test-friendly defaults (inline, no progress bar)."""
+
+    def make(**fields) -> Settings:
+        base = {
+            "dest_sql": f"sqlite:///{tmp_path / 'default.db'}",
+            "load_workers": 1,
+            "progress": "off",
+        }
+        base.update(fields)
+        return Settings(**base)
+
+    return make
