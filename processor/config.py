@@ -391,6 +391,16 @@ class Settings:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)
 
+    def secrets(self) -> list[str]:
+        """The values that must never be shown: the database password and the Pipedrive token."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            password = make_url(self.dest_sql).password
+        except Exception:  # an unparseable URL is reported elsewhere; nothing to mask
+            password = None
+        return [s for s in (password, self.pipedrive_api_key) if s]
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are frozen)."""
         return dataclasses.replace(self, **changes)

@@ -92,16 +92,25 @@ def create_engine(raw_url: str) -> Engine:
         raise ConfigError(f"DEST_SQL: driver for {url.drivername} is not installed ({exc})") from None
     if url.drivername == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
     elif url.drivername.endswith("pymysql"):
         sa.event.listen(engine, "connect", _mysql_session)
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy's transactions be real SQLite transactions (DDL and savepoints included).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(conn) -> None:
+    # IMMEDIATE takes the write lock up front: workers queue for it (busy timeout) instead of
+    # failing when two read transactions both try to upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _mysql_session(dbapi_connection, _record) -> None:

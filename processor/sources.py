@@ -1,0 +1,175 @@
+"""Find: walk the source root and list the files to stage. Never opens a file for its data.
+
+A pattern without '/' matches file names at any depth (`certificates.csv` finds every
+`*/certificates.csv`); a pattern with '/' matches the path relative to the root, where `*`
+stays inside one folder and `**` spans folders. Compressed files match by their inner name
+(`a.csv.gz` matches `*.csv`), and each member of a `.zip` is a file of its own, inside a folder
+named after the archive (`dump.zip/a/certificates.csv`). Hidden and
+temporary files are skipped, and nothing outside the root is ever listed: symlinks that point
+out of it are ignored and patterns may not contain '..'.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import ConfigError, SourceError
+
+log = logging.getLogger(__name__)
+
+COMPRESSIONS = {".gz": "gz", ".bz2": "bz2"}
+_TEMPORARY = re.compile(r"(^~\$|^\.~lock|~$|\.(tmp|temp|part|partial|crdownload|swp|bak)$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One CSV to stage: `path` is its name relative to the root (the ledger key and lineage)."""
+
+    path: str
+    location: str
+    size: int
+    mtime: float = 0.0
+    compression: str | None = None
+    member: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What the walk found: the files in a deterministic order, and matches per pattern."""
+
+    files: tuple[SourceFile, ...]
+    matches: dict[str, int]
+
+
+def discover(root: str, patterns: tuple[str, ...]) -> Discovery:
+    """Files under `root` matching any of `patterns`; raises SourceError or ConfigError."""
+    if not patterns:
+        raise ConfigError("SRC_FILE_NAME is empty; give a pattern such as *.csv")
+    for pattern in patterns:
+        if ".." in pattern.replace("\\", "/").split("/") or pattern.startswith("/"):
+            raise ConfigError(f"SRC_FILE_NAME pattern {pattern!r} must stay inside SRC_DATA_FOLDER (no '..' or '/')")
+    base = Path(root).expanduser()
+    if not base.exists():
+        raise SourceError(f"SRC_DATA_FOLDER {root!r} does not exist; point it at the folder that holds the CSV files")
+    if not base.is_dir():
+        raise SourceError(f"SRC_DATA_FOLDER {root!r} is not a folder")
+    matches = dict.fromkeys(patterns, 0)
+    found: dict[str, SourceFile] = {}
+    for relative, full in _walk(base.resolve()):
+        for source in _expand(relative, full):
+            hits = [p for p in patterns if _matches(p, _match_name(source))]
+            for pattern in hits:
+                matches[pattern] += 1
+            if hits:
+                found.setdefault(source.path, source)
+    for pattern, count in matches.items():
+        log.info("pattern %r matched %d file(s)", pattern, count)
+    if not found:
+        raise SourceError(
+            f"no file under {root!r} matches {', '.join(patterns)}; check SRC_DATA_FOLDER and SRC_FILE_NAME"
+        )
+    return Discovery(tuple(found[key] for key in sorted(found)), matches)
+
+
+def _walk(root: Path):
+    """(relative posix path, absolute path) of every visible regular file inside `root`."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or _TEMPORARY.search(name):
+                continue
+            full = Path(folder, name)
+            if full.is_symlink() and not _inside(full, root):
+                log.warning("skipping %s: it links outside SRC_DATA_FOLDER", full.relative_to(root))
+                continue
+            if full.is_file():
+                yield full.relative_to(root).as_posix(), full
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _expand(relative: str, full: Path):
+    """The SourceFiles one file on disk stands for (a zip holds several)."""
+    stat = full.stat()
+    suffix = full.suffix.lower()
+    if suffix == ".zip":
+        yield from _zip_members(relative, full, stat.st_mtime)
+        return
+    yield SourceFile(relative, str(full), stat.st_size, stat.st_mtime, COMPRESSIONS.get(suffix))
+
+
+def _zip_members(relative: str, full: Path, mtime: float):
+    try:
+        with zipfile.ZipFile(full) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        log.warning("skipping %s: not a readable zip file (%s)", relative, exc)
+        return
+    for info in sorted(members, key=lambda i: i.filename):
+        name = info.filename.rsplit("/", 1)[-1]
+        if name.startswith(".") or _TEMPORARY.search(name) or info.filename.startswith("__MACOSX/"):
+            continue
+        fingerprint = f"zip-crc32:{info.CRC:08x}:{info.file_size}"
+        yield SourceFile(
+            f"{relative}/{info.filename}", str(full), info.file_size, mtime, "zip", info.filename, fingerprint
+        )
+
+
+def _match_name(source: SourceFile) -> str:
+    """The path patterns see: compression suffixes dropped; a zip's members sit in a folder named after it."""
+    for suffix in COMPRESSIONS:
+        if source.path.lower().endswith(suffix):
+            return source.path[: -len(suffix)]
+    return source.path
+
+
+def _matches(pattern: str, relative: str) -> bool:
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(relative.rsplit("/", 1)[-1], pattern)
+    return _path_regex(pattern).match(relative) is not None
+
+
+@lru_cache(maxsize=64)
+def _path_regex(pattern: str) -> re.Pattern[str]:
+    """A regex for a path glob: '*' and '?' stay in one folder, '**/' spans any number of folders."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(pattern[i]))
+                i += 1
+            else:
+                body = pattern[i + 1 : end]
+                out.append("[^" + re.escape(body[1:]) + "]" if body.startswith("!") else "[" + re.escape(body) + "]")
+                i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")

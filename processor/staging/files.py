@@ -1,0 +1,183 @@
+"""Opening a source file as a byte stream, and telling its CSV dialect (encoding, newline, delimiter).
+
+Streams are never read whole: compressed files and zip members are decompressed on the fly,
+and a `HashingReader` fingerprints the exact bytes that were loaded while they stream past.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import gzip
+import hashlib
+import io
+import itertools
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..sources import SourceFile
+
+DELIMITERS = (",", ";", "\t", "|")
+CHUNK = 1 << 20
+HEAD_BYTES = 1 << 20
+FIELD_SIZE_LIMIT = 16 * 1024 * 1024
+csv.field_size_limit(FIELD_SIZE_LIMIT)
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How a file is written: Python codec, delimiter, newline of its first line, header or not."""
+
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    newline: str = "\n"
+    header: bool = True
+
+    @property
+    def ascii_compatible(self) -> bool:
+        """Whether delimiters and newlines are single bytes (false for UTF-16)."""
+        return not self.encoding.startswith("utf-16")
+
+
+@contextmanager
+def open_binary(source: SourceFile) -> Iterator[BinaryIO]:
+    """The file's bytes, decompressed; raises OSError (or zipfile/gzip errors) when unreadable."""
+    if source.compression == "zip":
+        with zipfile.ZipFile(source.location) as archive, archive.open(source.member) as member:
+            yield member
+    elif source.compression == "gz":
+        with gzip.open(source.location, "rb") as handle:
+            yield handle
+    elif source.compression == "bz2":
+        with bz2.open(source.location, "rb") as handle:
+            yield handle
+    else:
+        with open(source.location, "rb") as handle:
+            yield handle
+
+
+class HashingReader(io.RawIOBase):
+    """A read-only stream that hashes and counts the bytes read through it."""
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._raw.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self._hash.update(data)
+        self.bytes_read += size
+        return size
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size) if size is not None and size >= 0 else self._raw.read()
+        self._hash.update(data)
+        self.bytes_read += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read what is left, so the hash covers the whole stream."""
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+def file_fingerprint(source: SourceFile) -> str:
+    """The content fingerprint of a source (its own, such as a zip CRC, when it has one)."""
+    if source.fingerprint:
+        return source.fingerprint
+    with open_binary(source) as raw:
+        reader = HashingReader(raw)
+        reader.drain()
+        return reader.fingerprint
+
+
+def detect_encoding(head: bytes, configured: str | None) -> str:
+    """The codec for a file: SRC_ENCODING, else its BOM, else UTF-8 when the head decodes, else cp1252."""
+    if configured:
+        return configured
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            return codec
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3 and exc.reason == "unexpected end of data":
+            return "utf-8"  # the head cut a character in two
+    return "cp1252"
+
+
+def decode_head(head: bytes, encoding: str) -> str:
+    """The head decoded leniently (a cut multibyte character at the end is dropped)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    return decoder.decode(head, final=False)
+
+
+def detect_newline(text: str) -> str:
+    """The line ending of the first line: '\\r\\n', '\\n' or '\\r'."""
+    for index, char in enumerate(text):
+        if char == "\n":
+            return "\n"
+        if char == "\r":
+            return "\r\n" if text[index + 1 : index + 2] == "\n" else "\r"
+    return "\n"
+
+
+def sniff_delimiter(text: str, configured: str | None) -> str:
+    """SRC_DELIMITER, else the candidate that splits the first lines into the most, equal-width rows."""
+    if configured:
+        return configured
+    lines = list(itertools.islice(io.StringIO(text, newline=""), 50))
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the last line of a head may be cut
+    best, best_score = ",", (0, 0)
+    for candidate in DELIMITERS:
+        try:
+            widths = [len(row) for row in csv.reader(lines, delimiter=candidate) if row]
+        except csv.Error:
+            continue
+        if not widths or widths[0] < 2:
+            continue
+        consistent = sum(1 for width in widths if width == widths[0])
+        score = (consistent, widths[0])
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def detect_format(head: bytes, encoding: str | None, delimiter: str | None, header: bool) -> CsvFormat:
+    """The CSV dialect of a file from its first bytes and the settings that override detection."""
+    codec = detect_encoding(head, encoding)
+    text = decode_head(head, codec)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return CsvFormat(codec, sniff_delimiter(text, delimiter), detect_newline(text), header)
+
+
+def text_stream(raw: BinaryIO, fmt: CsvFormat, errors: str = "strict") -> io.TextIOWrapper:
+    """A text view of the bytes that keeps line endings as they are (newline='')."""
+    encoding = "utf-8-sig" if fmt.encoding in ("utf-8", "utf8") else fmt.encoding
+    buffered = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw, CHUNK)
+    return io.TextIOWrapper(buffered, encoding=encoding, errors=errors, newline="")
+
+
+def csv_reader(lines, fmt: CsvFormat):
+    """A strict csv.reader for the format: a stray quote is an error, never a silent repair."""
+    return csv.reader(lines, delimiter=fmt.delimiter, quotechar='"', doublequote=True, strict=True)

@@ -1,0 +1,225 @@
+"""The stage: walk → profile (parallel) → plan and create tables (parent) → load (parallel) → report.
+
+Tables are created or altered by the parent, before any worker starts, so workers never race
+to create them. Files whose content the ledger already holds are skipped; files whose content
+changed are reloaded, their old rows replaced in the same transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+import uuid
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+
+from .. import ledger
+from ..config import Settings
+from ..db import check_connection, create_engine, dialect_family
+from ..parallel import run_tasks
+from ..schema import normalise_name, table_name_for
+from ..sources import SourceFile, discover
+from .files import file_fingerprint
+from .plan import TablePlan, overrides_by_table, plan_table
+from .profile import FileProfile, profile_file
+from .report import LoadReport
+from .tables import apply_plan, drop_tables, reflect
+from .worker import FileResult, LoadTask, load_file
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """Told how many files there are, then of each file's outcome as it arrives."""
+
+    def expect(self, total: int) -> None: ...
+
+    def __call__(self, result: FileResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProfileTask:
+    settings: Settings
+    source: SourceFile
+    table: str
+    entry: ledger.Entry | None
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """A profiled file, or why it needs no loading (unchanged, empty) or cannot be loaded."""
+
+    source: SourceFile
+    table: str
+    profile: FileProfile | None = None
+    skip: str | None = None
+    error: str | None = None
+
+
+def load(settings: Settings, engine: Engine | None = None, progress: Progress | None = None) -> LoadReport:
+    """Stage every matching file; raises SourceError, ConfigError or DatabaseError before any load starts."""
+    started = time.monotonic()
+    discovery = discover(settings.src_data_folder, settings.src_file_name)
+    engine = engine or create_engine(settings.dest_sql)
+    check_connection(engine)
+    ledger.ensure(engine)
+    report = LoadReport(run_id=str(uuid.uuid4()), matches=discovery.matches, workers=settings.load_workers)
+    routes = {source.path: route_table(source, settings) for source in discovery.files}
+    if settings.full_refresh:
+        _full_refresh(engine, sorted(set(routes.values())))
+    entries = ledger.read(engine)
+    if progress:
+        progress.expect(len(discovery.files))
+    tasks = [ProfileTask(settings, s, routes[s.path], entries.get(s.path)) for s in discovery.files]
+    profiled = list(run_tasks(profile_source, tasks, settings.load_workers, _profile_crash, settings.secrets()))
+    ready = _settle(engine, report, profiled, progress)
+    plans = _plan(engine, settings, ready)
+    for plan in plans.values():
+        for note in plan.notes:
+            log.warning("%s", note)
+        report.schema_changes += apply_plan(engine, plan, settings.deals_view)
+    for change in report.schema_changes:
+        log.info("schema: %s", change)
+    load_tasks = _load_tasks(settings, report.run_id, ready, plans, entries)
+    try:
+        for result in run_tasks(load_file, load_tasks, settings.load_workers, _load_crash, settings.secrets()):
+            report.files.append(result)
+            report.schema_changes += result.changes
+            if progress:
+                progress(result)
+    except BaseException:
+        stopped = ledger.mark_interrupted(engine, report.run_id)
+        log.error("run stopped: %d file(s) were loading and rolled back", stopped)
+        raise
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def route_table(source: SourceFile, settings: Settings) -> str:
+    """The staging table a file loads into: DEST_TABLE, or the file's sanitised stem."""
+    if settings.dest_table:
+        return normalise_name(settings.dest_table) or "data"
+    return table_name_for(source.path)
+
+
+def _full_refresh(engine: Engine, tables: list[str]) -> None:
+    log.info("FULL_REFRESH: dropping %s and forgetting their files", ", ".join(tables))
+    drop_tables(engine, tables)
+    ledger.forget(engine, tables)
+
+
+def profile_source(task: ProfileTask) -> Profiled:
+    """Decide whether a file needs loading and, if so, profile it (runs in a worker)."""
+    source = task.source
+    try:
+        if _unchanged(task):
+            return Profiled(source, task.table, skip="unchanged since it was loaded")
+        profile = profile_file(source, task.settings)
+    except (OSError, csv.Error, UnicodeError, zipfile.BadZipFile, EOFError) as exc:
+        return Profiled(source, task.table, error=f"cannot read the file: {exc}")
+    if not profile.header:
+        return Profiled(source, task.table, skip="empty file")
+    return Profiled(source, task.table, profile=profile)
+
+
+def _unchanged(task: ProfileTask) -> bool:
+    entry = task.entry
+    if task.settings.full_refresh or entry is None or entry.status != ledger.LOADED:
+        return False
+    if entry.table_name != task.table or entry.size != task.source.size:
+        return False
+    return file_fingerprint(task.source) == entry.content_hash
+
+
+def _profile_crash(task: ProfileTask, exc: BaseException) -> Profiled:
+    return Profiled(task.source, task.table, error=f"the worker reading it died ({exc}); out of memory?")
+
+
+def _load_crash(task: LoadTask, exc: BaseException) -> FileResult:
+    return FileResult(
+        task.source.path,
+        task.table,
+        ledger.FAILED,
+        size=task.source.size,
+        error=f"the worker loading it died ({exc}); out of memory?",
+    )
+
+
+def _settle(engine: Engine, report: LoadReport, profiled: list[Profiled], progress: Progress | None) -> list[Profiled]:
+    """Record skipped, empty and unreadable files; return the ones to load."""
+    ready = []
+    for item in sorted(profiled, key=lambda p: p.source.path):
+        if item.profile is not None:
+            ready.append(item)
+            continue
+        if item.error:
+            result = FileResult(item.source.path, item.table, ledger.FAILED, size=item.source.size, error=item.error)
+            ledger.record_attempt(
+                engine, item.source.path, item.table, item.source.size, ledger.FAILED, item.error, 0, report.run_id
+            )
+        elif item.skip == "empty file":
+            log.warning("%s is empty (no header, no rows): skipped", item.source.path)
+            result = FileResult(item.source.path, item.table, ledger.EMPTY, size=item.source.size)
+            ledger.record_attempt(
+                engine,
+                item.source.path,
+                item.table,
+                item.source.size,
+                ledger.EMPTY,
+                "empty file: skipped",
+                0,
+                report.run_id,
+            )
+        else:
+            result = FileResult(item.source.path, item.table, "skipped", size=item.source.size, error=item.skip)
+        report.files.append(result)
+        if progress:
+            progress(result)
+    return ready
+
+
+def _plan(engine: Engine, settings: Settings, ready: list[Profiled]) -> dict[str, TablePlan]:
+    by_table: dict[str, list[FileProfile]] = defaultdict(list)
+    for item in ready:
+        by_table[item.table].append(item.profile)
+    overrides = overrides_by_table(settings.column_types)
+    family = dialect_family(engine)
+    with engine.connect() as conn:
+        existing = {name: reflect(conn, name) for name in by_table}
+    return {
+        name: plan_table(name, profiles, existing[name], overrides.get(name, {}), family)
+        for name, profiles in sorted(by_table.items())
+    }
+
+
+def _load_tasks(
+    settings: Settings,
+    run_id: str,
+    ready: list[Profiled],
+    plans: dict[str, TablePlan],
+    entries: dict[str, ledger.Entry],
+) -> list[LoadTask]:
+    tasks = []
+    for item in ready:
+        entry = entries.get(item.source.path)
+        previous = entry.table_name if entry is not None and entry.has_rows else None
+        profile = item.profile
+        tasks.append(
+            LoadTask(
+                settings,
+                item.source,
+                profile.format,
+                profile.header,
+                item.table,
+                profile.columns,
+                plans[item.table].pinned,
+                previous,
+                run_id,
+            )
+        )
+    return sorted(tasks, key=lambda t: t.source.size, reverse=True)

@@ -1,0 +1,190 @@
+"""MySQL / MariaDB: `LOAD DATA LOCAL INFILE` fed through a named pipe, checked for silent coercions.
+
+LOAD DATA LOCAL turns every data error into a warning and stores a zero, an empty string or
+0000-00-00 instead. So after each load the warnings are counted: any warning rolls the file
+back to the careful path. Fields come in through user variables so that empty fields and
+null markers become NULL only in typed columns, and the literal word NULL stays text.
+When the server does not allow LOCAL, rows go in as batched multi-row INSERTs.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import pymysql
+from sqlalchemy.engine import Connection
+
+from .files import CHUNK, CsvFormat
+from .tables import SOURCE_COLUMN
+from .target import DataProblem, Disconnected, Target
+
+NAME = "load data"
+_ENCODINGS = {"utf-8": "utf8mb4", "utf-8-sig": "utf8mb4", "cp1252": "latin1", "iso8859-1": "latin1"}
+_DISCONNECTS = {2006, 2013, 2055, 1053, 1927}
+_local_infile: dict[str, bool] = {}
+
+
+def can_bulk(conn: Connection) -> bool:
+    """Whether the server accepts LOAD DATA LOCAL (asked once per server)."""
+    key = str(conn.engine.url)
+    if key not in _local_infile:
+        _local_infile[key] = bool(conn.exec_driver_sql("SELECT @@GLOBAL.local_infile").scalar())
+    return _local_infile[key]
+
+
+def begin(conn: Connection, target: Target) -> None:
+    return None
+
+
+def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int:
+    """LOAD DATA the file's bytes; returns rows loaded; raises DataProblem or Disconnected."""
+    charset = _ENCODINGS.get(codecs.lookup(fmt.encoding).name)
+    sql, params = _load_sql(conn, target, fmt, charset or "utf8mb4")
+    feeder = _Feeder(raw, None if charset else fmt.encoding, watch_cr=fmt.newline == "\n")
+    with feeder.pipe() as path, _driver_errors(), conn.connection.driver_connection.cursor() as cursor:
+        try:
+            rows = cursor.execute(sql, [path, *params])
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] in (1148, 3948, 2068):  # LOCAL refused by the server or client
+                _local_infile[str(conn.engine.url)] = False
+            raise
+        feeder.finish()
+        _raise_on_warnings(cursor)
+    if feeder.error is not None:
+        raise DataProblem(f"could not read the file: {feeder.error}")
+    if feeder.saw_cr:
+        raise DataProblem("the file mixes line endings")
+    return rows
+
+
+def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> None:
+    """Multi-row INSERT of checked rows (strict mode: a bad value is an error, never a zero)."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in [*target.columns, SOURCE_COLUMN])
+    marks = ", ".join(["%s"] * (len(target.columns) + 1))
+    sql = f"INSERT INTO {quote(target.table)} ({columns}) VALUES ({marks})"
+    with _driver_errors(), conn.connection.driver_connection.cursor() as cursor:
+        cursor.executemany(sql, [[*row, target.path] for row in rows])
+        _raise_on_warnings(cursor)
+
+
+def _load_sql(conn: Connection, target: Target, fmt: CsvFormat, charset: str) -> tuple[str, list[str]]:
+    quote = conn.dialect.identifier_preparer.quote
+    variables = [f"@c{i}" for i in range(len(target.columns))]
+    assignments, params = [], []
+    for column, column_type, variable in zip(target.columns, target.types, variables, strict=True):
+        expression, values = _value_expression(variable, target, column_type.kind)
+        assignments.append(f"{quote(column)} = {expression}")
+        params += values
+    assignments.append(f"{quote(SOURCE_COLUMN)} = %s")
+    params.append(target.path)
+    sql = (
+        f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(target.table)} CHARACTER SET {charset} "
+        "FIELDS TERMINATED BY %s OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY %s "
+        f"{'IGNORE 1 LINES ' if fmt.header else ''}({', '.join(variables)}) SET {', '.join(assignments)}"
+    )
+    return sql, [fmt.delimiter, fmt.newline, *params]
+
+
+def _value_expression(variable: str, target: Target, kind: str) -> tuple[str, list[str]]:
+    """SQL for one field: an unquoted NULL word arrives as SQL NULL and is turned back into text."""
+    word_null = "NULL" in target.null_values and target.nullable(kind)
+    literal_null = "NULL" if word_null else "'NULL'"
+    if not target.nullable(kind):
+        return f"IF({variable} IS NULL, {literal_null}, {variable})", []
+    markers = ["", *target.null_values]
+    placeholders = ", ".join(["%s"] * len(markers))
+    expression = (
+        f"CASE WHEN {variable} IS NULL THEN {literal_null} WHEN {variable} IN ({placeholders}) THEN NULL "
+        f"ELSE {variable} END"
+    )
+    return expression, markers
+
+
+def _raise_on_warnings(cursor) -> None:
+    cursor.execute("SHOW COUNT(*) WARNINGS")
+    count = cursor.fetchone()[0]
+    if count:
+        cursor.execute("SHOW WARNINGS LIMIT 1")
+        level, code, message = cursor.fetchone()
+        raise DataProblem(f"{count} warning(s), first: {message}")
+
+
+@contextlib.contextmanager
+def _driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except (pymysql.err.DataError, pymysql.err.IntegrityError, pymysql.err.InternalError, UnicodeError) as exc:
+        raise DataProblem(_message(exc)) from exc
+    except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        if isinstance(exc, pymysql.err.InterfaceError) or (exc.args and exc.args[0] in _DISCONNECTS):
+            raise Disconnected(_message(exc)) from exc
+        raise DataProblem(_message(exc)) from exc
+
+
+def _message(exc: BaseException) -> str:
+    if len(exc.args) >= 2:
+        return f"{exc.args[1]} ({exc.args[0]})"
+    return str(exc) or type(exc).__name__
+
+
+class _Feeder:
+    """Streams bytes into a named pipe that LOAD DATA LOCAL reads, noting carriage returns and read errors."""
+
+    def __init__(self, raw: BinaryIO, transcode_from: str | None, watch_cr: bool):
+        self.raw, self.transcode_from, self.watch_cr = raw, transcode_from, watch_cr
+        self.error: BaseException | None = None
+        self.saw_cr = False
+        self._thread: threading.Thread | None = None
+        self._path = ""
+
+    @contextlib.contextmanager
+    def pipe(self) -> Iterator[str]:
+        folder = tempfile.mkdtemp(prefix="processor-")
+        self._path = os.path.join(folder, "data.csv")
+        os.mkfifo(self._path, 0o600)
+        self._thread = threading.Thread(target=self._run, name="load-data-feeder", daemon=True)
+        self._thread.start()
+        try:
+            yield self._path
+        finally:
+            self.finish()
+            os.unlink(self._path)
+            os.rmdir(folder)
+
+    def finish(self) -> None:
+        """Wait for the feeder; unblock it if the server never opened the pipe."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        with contextlib.suppress(OSError):
+            fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
+            os.close(fd)
+        self._thread.join()
+
+    def _chunks(self) -> Iterator[bytes]:
+        if self.transcode_from is None:
+            while chunk := self.raw.read(CHUNK):
+                yield chunk
+            return
+        decoder = codecs.getincrementaldecoder(self.transcode_from)("strict")
+        while chunk := self.raw.read(CHUNK):
+            yield decoder.decode(chunk).encode("utf-8")
+        yield decoder.decode(b"", final=True).encode("utf-8")
+
+    def _run(self) -> None:
+        try:
+            with open(self._path, "wb") as pipe:
+                for chunk in self._chunks():
+                    if self.watch_cr and not self.saw_cr and b"\r" in chunk:
+                        self.saw_cr = True
+                    pipe.write(chunk)
+        except BrokenPipeError:
+            pass
+        except Exception as exc:  # reported by bulk() after the statement
+            self.error = exc

@@ -1,0 +1,106 @@
+"""PostgreSQL: `COPY ... FROM STDIN` streamed straight from the file's bytes.
+
+The server parses and type-checks every value; the client only streams. Lineage comes from
+the `_source_file` column default, a transaction-local setting set before the copy.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from typing import BinaryIO
+
+import psycopg2
+from sqlalchemy.engine import Connection
+
+from .files import CHUNK, CsvFormat
+from .tables import SOURCE_SETTING
+from .target import DataProblem, Disconnected, Target, first_line
+
+NAME = "copy"
+# Python codec name -> PostgreSQL client encoding; anything else is transcoded to UTF-8 on the way.
+_ENCODINGS = {
+    "utf-8": "UTF8",
+    "utf-8-sig": "UTF8",
+    "cp1252": "WIN1252",
+    "iso8859-1": "LATIN1",
+    "iso8859-15": "LATIN9",
+    "cp1250": "WIN1250",
+    "cp1251": "WIN1251",
+}
+_CLEAN = CsvFormat("utf-8", ",", "\n", header=False)
+
+
+def can_bulk(conn: Connection) -> bool:
+    return True
+
+
+def begin(conn: Connection, target: Target) -> None:
+    """Stamp this transaction's rows with their file."""
+    with conn.connection.driver_connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, true)", (SOURCE_SETTING, target.path))
+
+
+def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int:
+    """COPY the file's bytes; returns rows loaded; raises DataProblem or Disconnected."""
+    encoding = _ENCODINGS.get(codecs.lookup(fmt.encoding).name)
+    stream = raw if encoding else _Utf8Transcoder(raw, fmt.encoding)
+    return _copy(conn, _copy_sql(conn, target, fmt, encoding or "UTF8"), stream)
+
+
+def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> None:
+    """COPY rows that were already checked (None is NULL); raises DataProblem or Disconnected."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    data = io.BytesIO(buffer.getvalue().encode("utf-8", errors="surrogateescape"))
+    _copy(conn, _copy_sql(conn, target, _CLEAN, "UTF8"), data)
+
+
+def _copy(conn: Connection, sql: str, stream) -> int:
+    with conn.connection.driver_connection.cursor() as cursor:
+        try:
+            cursor.copy_expert(sql, stream, size=CHUNK)
+        except (psycopg2.DataError, psycopg2.IntegrityError, UnicodeError) as exc:
+            raise DataProblem(first_line(exc)) from exc
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            raise Disconnected(first_line(exc)) from exc
+        return cursor.rowcount
+
+
+def _copy_sql(conn: Connection, target: Target, fmt: CsvFormat, encoding: str) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+
+    def names(columns: list[str]) -> str:
+        return ", ".join(quote(c) for c in columns)
+
+    options = [
+        "FORMAT csv",
+        f"HEADER {'true' if fmt.header else 'false'}",
+        "DELIMITER '{}'".format(fmt.delimiter.replace("'", "''")),
+        "QUOTE '\"'",
+        f"ENCODING '{encoding}'",
+    ]
+    text, typed = target.text_columns, target.typed_columns
+    force_null = typed + (text if target.nulls_in_text else [])
+    if text and not target.nulls_in_text:
+        options.append(f"FORCE_NOT_NULL ({names(text)})")
+    if force_null:
+        options.append(f"FORCE_NULL ({names(force_null)})")
+    return f"COPY {quote(target.table)} ({names(list(target.columns))}) FROM STDIN WITH ({', '.join(options)})"
+
+
+class _Utf8Transcoder(io.RawIOBase):
+    """Bytes in some encoding PostgreSQL cannot read (e.g. UTF-16), re-encoded as UTF-8."""
+
+    def __init__(self, raw: BinaryIO, encoding: str):
+        super().__init__()
+        self._text = io.TextIOWrapper(
+            raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw), encoding=encoding, newline=""
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._text.read(size if size and size > 0 else CHUNK).encode("utf-8")

@@ -1,0 +1,97 @@
+"""Profile one file before loading: its dialect, header and column types from a sample.
+
+The sample is the head of the file plus, for plain files, windows spread through the rest
+(sorted files hide their surprises at the end). A window that may have started inside a
+quoted field (rows of the wrong width) is dropped rather than trusted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+from dataclasses import dataclass
+
+from ..config import Settings
+from ..schema import TEXT, ColumnType, column_names, infer_types
+from ..sources import SourceFile
+from .files import HEAD_BYTES, CsvFormat, csv_reader, detect_format, open_binary, text_stream
+
+WINDOWS = 8
+WINDOW_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class FileProfile:
+    """What the planner needs to know about one file."""
+
+    source: SourceFile
+    format: CsvFormat
+    header: tuple[str, ...]
+    columns: tuple[str, ...]
+    types: tuple[ColumnType, ...]
+    sampled_rows: int
+
+
+def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
+    """Read a file's header and a sample; raises OSError, csv.Error or UnicodeError when unreadable."""
+    with open_binary(source) as raw:
+        head = raw.read(HEAD_BYTES)
+    fmt = detect_format(head, settings.src_encoding, settings.src_delimiter, settings.src_header)
+    header, rows, consumed = _head_sample(source, fmt, settings.sample_rows // 2 or 1)
+    columns = tuple(column_names(header)) if fmt.header else tuple(f"column_{i}" for i in range(1, len(header) + 1))
+    if not fmt.header:
+        rows = [header, *rows]
+    if source.compression is None and fmt.ascii_compatible and source.size > consumed:
+        rows += _window_sample(source, fmt, len(columns), consumed, settings.sample_rows - len(rows))
+    nulls = frozenset(settings.null_values)
+    types = infer_types(rows, len(columns), nulls) if settings.infer_types else [TEXT] * len(columns)
+    return FileProfile(source, fmt, tuple(header), columns, tuple(types), len(rows))
+
+
+def _head_sample(source: SourceFile, fmt: CsvFormat, limit: int) -> tuple[list[str], list[list[str]], int]:
+    """The first record, up to `limit` more rows, and about how many bytes they span."""
+    with open_binary(source) as raw:
+        text = text_stream(raw, fmt, errors="replace")
+        reader = csv_reader(text, fmt)
+        try:
+            header = next(reader, [])
+            rows = [row for row in itertools.islice(reader, limit) if row]
+        except csv.Error:
+            rows = []  # the careful path will find and report the broken row
+        consumed = raw.tell() if source.compression is None and hasattr(raw, "tell") else source.size
+    return header, rows, consumed
+
+
+def _window_sample(source: SourceFile, fmt: CsvFormat, width: int, start: int, budget: int) -> list[list[str]]:
+    """Rows from windows spread between `start` and the end of a plain file."""
+    if budget <= 0 or width == 0:
+        return []
+    span = source.size - start
+    offsets = sorted({start + span * (i + 1) // (WINDOWS + 1) for i in range(WINDOWS)} | {source.size - WINDOW_BYTES})
+    per_window = max(1, budget // len(offsets))
+    rows: list[list[str]] = []
+    with open(source.location, "rb") as handle:
+        for offset in offsets:
+            if offset <= start:
+                continue
+            handle.seek(offset)
+            rows += _window_rows(handle.read(WINDOW_BYTES), fmt, width)[:per_window]
+    return rows
+
+
+def _window_rows(chunk: bytes, fmt: CsvFormat, width: int) -> list[list[str]]:
+    """Whole rows inside a chunk that starts and ends at arbitrary bytes; [] when unsure."""
+    first = min((i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0), default=-1)
+    last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+    if first < 0 or last <= first:
+        return []
+    text = codecs.decode(chunk[first + 1 : last + 1], fmt.encoding.replace("-sig", ""), errors="replace")
+    try:
+        rows = [row for row in csv_reader(io.StringIO(text, newline=""), fmt) if row]
+    except csv.Error:
+        return []
+    if any(len(row) != width for row in rows):
+        return []  # the window probably began inside a quoted field
+    return rows

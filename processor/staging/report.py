@@ -1,0 +1,102 @@
+"""What a load did, file by file, and its summary for people."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .. import ledger
+from .worker import FileResult
+
+
+@dataclass
+class TableTotals:
+    files: int = 0
+    rows: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class LoadReport:
+    """The outcome of staging: one `FileResult` per matched file, plus what the walk and planning found."""
+
+    run_id: str
+    files: list[FileResult] = field(default_factory=list)
+    matches: dict[str, int] = field(default_factory=dict)
+    schema_changes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 1
+
+    def _with(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def loaded(self) -> list[FileResult]:
+        return self._with(ledger.LOADED)
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return [f for f in self.files if f.status in ("skipped", ledger.EMPTY)]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return self._with(ledger.FAILED)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.loaded)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rows_rejected for f in self.files)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file loaded or was skipped, 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def tables(self) -> dict[str, TableTotals]:
+        totals: dict[str, TableTotals] = defaultdict(TableTotals)
+        for result in self.loaded:
+            table = totals[result.table]
+            table.files += 1
+            table.rows += result.rows_loaded
+            table.rejected += result.rows_rejected
+            table.seconds += result.seconds
+        return dict(sorted(totals.items()))
+
+    def lines(self) -> list[str]:
+        """The human summary: files, rows per table, and where the failures are."""
+        out = [
+            f"files: {len(self.loaded)} loaded, {len(self.skipped)} skipped, {len(self.failed)} failed "
+            f"({len(self.files)} matched) in {self.seconds:.1f} s with {self.workers} worker(s)",
+        ]
+        for name, table in self.tables().items():
+            out.append(
+                f"  {name}: {table.rows:,} rows from {table.files} file(s), {table.rejected:,} rejected, "
+                f"{table.rows_per_second:,.0f} rows/s per worker"
+            )
+        out += [f"  schema: {change}" for change in self.schema_changes]
+        rejected = [f for f in self.loaded if f.rows_rejected]
+        if rejected:
+            out.append(f"rows rejected in {len(rejected)} file(s) (see table {ledger.REJECTS_TABLE}):")
+            out += [f"  {f.path}: {f.rows_rejected} row(s)" for f in rejected]
+        if self.failed:
+            out.append(f"failed files (see table {ledger.FILES_TABLE}):")
+            out += [f"  {f.path}: {f.error}" for f in self.failed]
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "seconds": round(self.seconds, 3),
+            "files": [vars(f) for f in self.files],
+            "matches": self.matches,
+            "schema_changes": self.schema_changes,
+            "exit_code": self.exit_code,
+        }

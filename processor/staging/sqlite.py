@@ -1,0 +1,125 @@
+"""SQLite: `executemany` fed straight from the csv reader, in one transaction.
+
+Empty fields and null markers become NULL inside the INSERT (SQL, not Python), dates are
+checked as they stream past, and one query over the new rows checks that numeric columns
+got numbers (SQLite would otherwise keep `N/A` as text in an INTEGER column).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+from sqlalchemy.engine import Connection
+
+from ..schema import classify
+from .files import CsvFormat, csv_reader, text_stream
+from .tables import SOURCE_COLUMN
+from .target import DataProblem, Disconnected, Target, first_line
+
+NAME = "insert"
+_NUMERIC_TYPES = {"integer": "('integer', 'null')", "double": "('integer', 'real', 'null')"}
+
+
+class _BadValue(Exception):
+    pass
+
+
+def can_bulk(conn: Connection) -> bool:
+    return True
+
+
+def begin(conn: Connection, target: Target) -> None:
+    return None
+
+
+def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int:
+    """Insert the file's rows as they are parsed; returns rows loaded; raises DataProblem."""
+    cursor = conn.connection.driver_connection.cursor()
+    table = conn.dialect.identifier_preparer.quote(target.table)
+    start = cursor.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0]
+    reader = csv_reader(text_stream(raw, fmt), fmt)
+    if fmt.header:
+        next(reader, None)
+    rows: Iterable[list[str]] = filter(None, reader)
+    temporal = [(i, t.kind) for i, t in enumerate(target.types) if t.kind in ("date", "timestamp")]
+    if temporal:
+        rows = _checked(rows, temporal, frozenset(["", *target.null_values]))
+    with _driver_errors():
+        cursor.executemany(_insert_sql(conn, target), rows)
+        count = cursor.rowcount
+        _check_numbers(cursor, conn.dialect.identifier_preparer.quote, table, target, start)
+    return count
+
+
+def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> None:
+    """Insert rows that were already checked (None is NULL)."""
+    with _driver_errors():
+        conn.connection.driver_connection.cursor().executemany(_insert_sql(conn, target), rows)
+
+
+def _insert_sql(conn: Connection, target: Target) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in [*target.columns, SOURCE_COLUMN])
+    values = [_value(i + 1, target, t.kind) for i, t in enumerate(target.types)]
+    values.append(_literal(target.path))
+    return f"INSERT INTO {quote(target.table)} ({columns}) VALUES ({', '.join(values)})"
+
+
+def _value(position: int, target: Target, kind: str) -> str:
+    if not target.nullable(kind):
+        return f"?{position}"
+    if not target.null_values:
+        return f"NULLIF(?{position}, '')"
+    markers = ", ".join(_literal(m) for m in ["", *target.null_values])
+    return f"CASE WHEN ?{position} IN ({markers}) THEN NULL ELSE ?{position} END"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _checked(rows: Iterable[list[str]], columns: list[tuple[int, str]], nulls: frozenset[str]) -> Iterator[list[str]]:
+    """Rows whose date and timestamp fields are real ISO dates (a cache spares repeated values)."""
+    good: set[str] = set()
+    for row in rows:
+        for index, kind in columns:
+            if index >= len(row):
+                break
+            value = row[index]
+            if value in good or value in nulls:
+                continue
+            found = classify(value).kind
+            if found != kind and not (kind == "timestamp" and found == "date"):
+                raise _BadValue(f"{value[:80]!r} is not a {kind}")
+            if len(good) < 100_000:
+                good.add(value)
+        yield row
+
+
+def _check_numbers(cursor: sqlite3.Cursor, quote, table: str, target: Target, start: int) -> None:
+    checks = [
+        f"typeof({quote(c)}) NOT IN {_NUMERIC_TYPES[t.kind]}"
+        for c, t in zip(target.columns, target.types, strict=True)
+        if t.kind in _NUMERIC_TYPES
+    ]
+    if not checks:
+        return
+    sql = f"SELECT 1 FROM {table} WHERE rowid > ? AND ({' OR '.join(checks)}) LIMIT 1"
+    if cursor.execute(sql, (start,)).fetchone():
+        raise DataProblem("a numeric column received a value that is not a number")
+
+
+@contextlib.contextmanager
+def _driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise Disconnected(str(exc)) from exc
+        raise DataProblem(first_line(exc)) from exc
+    except (sqlite3.Error, csv.Error, UnicodeError, _BadValue) as exc:
+        raise DataProblem(first_line(exc)) from exc

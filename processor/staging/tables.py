@@ -1,0 +1,165 @@
+"""Staging-table DDL: reflect, create, add columns, widen types, drop. Decides nothing.
+
+Every staged row carries `_source_file`. On PostgreSQL that column defaults to a
+transaction-local setting, so `COPY` can stream a file's bytes untouched while the server
+stamps each row with its file.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..db import dialect_family
+from ..schema import ColumnType, column_type_of, sql_type
+from .plan import TablePlan
+
+log = logging.getLogger(__name__)
+
+SOURCE_COLUMN = "_source_file"
+SOURCE_SETTING = "processor.source_file"
+
+
+def reflect(conn: Connection, name: str) -> dict[str, ColumnType] | None:
+    """The table's data columns and their types in order, or None when it does not exist."""
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(name):
+        return None
+    return {c["name"]: column_type_of(c["type"]) for c in inspector.get_columns(name) if c["name"] != SOURCE_COLUMN}
+
+
+def has_source_column(conn: Connection, name: str) -> bool:
+    return any(c["name"] == SOURCE_COLUMN for c in sa.inspect(conn).get_columns(name))
+
+
+def table_object(name: str, types: Mapping[str, ColumnType], family: str) -> sa.Table:
+    """A SQLAlchemy Table for a staging table (data columns, then the lineage column)."""
+    columns = [sa.Column(column, sql_type(column_type, family)) for column, column_type in types.items()]
+    kwargs = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"} if family == "mysql" else {}
+    return sa.Table(name, sa.MetaData(), *columns, _source_column(family), **kwargs)
+
+
+def _source_column(family: str) -> sa.Column:
+    if family == "postgresql":
+        default = sa.text(f"current_setting('{SOURCE_SETTING}', true)")
+        return sa.Column(SOURCE_COLUMN, sa.Text(), server_default=default)
+    return sa.Column(SOURCE_COLUMN, sql_type(ColumnType("text"), family))
+
+
+def apply_plan(engine: Engine, plan: TablePlan, protected_view: str | None = None) -> list[str]:
+    """Create the table or bring it up to the plan; returns the schema changes made."""
+    family = dialect_family(engine)
+    changes: list[str] = []
+    with engine.begin() as conn:
+        if plan.existing is None:
+            table_object(plan.name, {c: plan.types[c] for c in plan.columns}, family).create(conn)
+            return [f"created table {plan.name} ({len(plan.columns)} columns)"]
+        if not has_source_column(conn, plan.name):
+            _add_column(conn, plan.name, _source_column(family))
+            changes.append(f"added column {plan.name}.{SOURCE_COLUMN}")
+        for column in plan.added:
+            _add_column(conn, plan.name, sa.Column(column, sql_type(plan.types[column], family)))
+            changes.append(f"added column {plan.name}.{column} ({plan.types[column].kind})")
+    if plan.widened:
+        widen(engine, plan.name, {column: new for column, _old, new in plan.widened}, protected_view)
+        changes += [f"widened {plan.name}.{c} from {old.kind} to {new.kind}" for c, old, new in plan.widened]
+    return changes
+
+
+def _add_column(conn: Connection, table: str, column: sa.Column) -> None:
+    preparer = conn.dialect.identifier_preparer
+    ddl = column.type.compile(dialect=conn.dialect)
+    default = ""
+    if column.server_default is not None:
+        default = f" DEFAULT {column.server_default.arg.text}"
+    conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(table)} ADD COLUMN {preparer.quote(column.name)} {ddl}{default}")
+
+
+def widen(engine: Engine, table: str, needed: Mapping[str, ColumnType], protected_view: str | None = None) -> dict:
+    """Widen columns so they hold `needed` (never narrowing), under a per-table DDL lock.
+
+    Returns the table's types afterwards. Safe when several workers widen the same table.
+    """
+    family = dialect_family(engine)
+    with engine.begin() as conn, _ddl_lock(conn, table, family):
+        current = reflect(conn, table) or {}
+        changes = {
+            c: current[c].join(t) for c, t in needed.items() if c in current and current[c].join(t) != current[c]
+        }
+        if changes:
+            if family == "sqlite":
+                _sqlite_rebuild(conn, table, {**current, **changes})
+            else:
+                _alter_types(conn, table, changes, family, protected_view)
+            for column, new in changes.items():
+                log.warning("schema change: %s.%s widened from %s to %s", table, column, current[column].kind, new.kind)
+        return {**current, **changes}
+
+
+class _ddl_lock:
+    """Serialise schema changes to one table across worker processes."""
+
+    def __init__(self, conn: Connection, table: str, family: str):
+        self.conn, self.key, self.family = conn, f"processor:{table}", family
+
+    def __enter__(self):
+        if self.family == "postgresql":
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(self.key.encode())})
+        elif self.family == "mysql":
+            self.conn.execute(sa.text("SELECT GET_LOCK(:k, 3600)"), {"k": self.key[:64]})
+        return self
+
+    def __exit__(self, *exc):
+        if self.family == "mysql":
+            self.conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": self.key[:64]})
+        return False
+
+
+def _alter_types(conn: Connection, table: str, changes: Mapping[str, ColumnType], family: str, view: str | None):
+    preparer = conn.dialect.identifier_preparer
+    if family == "postgresql" and view and view in sa.inspect(conn).get_view_names():
+        log.info("dropping view %s so %s can change; the transform stage rebuilds it", view, table)
+        conn.exec_driver_sql(f"DROP VIEW {preparer.quote(view)}")
+    for column, new in changes.items():
+        ddl = sql_type(new, family).compile(dialect=conn.dialect)
+        name = preparer.quote(column)
+        if family == "postgresql":
+            statement = f"ALTER TABLE {preparer.quote(table)} ALTER COLUMN {name} TYPE {ddl} USING {name}::{ddl}"
+        else:
+            statement = f"ALTER TABLE {preparer.quote(table)} MODIFY COLUMN {name} {ddl} NULL"
+        conn.exec_driver_sql(statement)
+
+
+def _sqlite_rebuild(conn: Connection, table: str, types: Mapping[str, ColumnType]) -> None:
+    """SQLite cannot change a column's type: copy into a new table and swap, in one transaction."""
+    preparer = conn.dialect.identifier_preparer
+    temporary = f"{table}__widening"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote(temporary)}")
+    table_object(temporary, types, "sqlite").create(conn)
+    columns = ", ".join(preparer.quote(c) for c in [*types, SOURCE_COLUMN])
+    conn.exec_driver_sql(
+        f"INSERT INTO {preparer.quote(temporary)} ({columns}) SELECT {columns} FROM {preparer.quote(table)}"
+    )
+    conn.exec_driver_sql(f"DROP TABLE {preparer.quote(table)}")
+    conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(temporary)} RENAME TO {preparer.quote(table)}")
+
+
+def drop_tables(engine: Engine, names: Iterable[str]) -> None:
+    """Drop staging tables (FULL_REFRESH), dependent views included on PostgreSQL."""
+    preparer = engine.dialect.identifier_preparer
+    cascade = " CASCADE" if dialect_family(engine) == "postgresql" else ""
+    with engine.begin() as conn:
+        for name in names:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote(name)}{cascade}")
+
+
+def delete_file_rows(conn: Connection, table: str, path: str) -> int:
+    """Remove the rows a file staged earlier (a changed file is replaced, never appended)."""
+    if reflect(conn, table) is None:
+        return 0
+    staged = sa.table(table, sa.column(SOURCE_COLUMN))
+    return conn.execute(sa.delete(staged).where(staged.c[SOURCE_COLUMN] == path)).rowcount

@@ -1,0 +1,45 @@
+"""What every dialect's writer receives, and the one signal writers raise for bad data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..schema import ColumnType
+
+
+class DataProblem(Exception):
+    """The bulk path refused the data; the careful path will find the rows or widen the columns."""
+
+
+class Disconnected(Exception):
+    """The database connection dropped during a load; the file may be retried."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a file's rows go: the table, the file's columns in file order with their types, the lineage value."""
+
+    table: str
+    path: str
+    columns: tuple[str, ...]
+    types: tuple[ColumnType, ...]
+    null_values: tuple[str, ...] = ()
+    nulls_in_text: bool = False
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [c for c, t in zip(self.columns, self.types, strict=True) if t.kind == "text"]
+
+    @property
+    def typed_columns(self) -> list[str]:
+        return [c for c, t in zip(self.columns, self.types, strict=True) if t.kind != "text"]
+
+    def nullable(self, kind: str) -> bool:
+        """Whether empty fields and null markers become NULL in a column of this kind."""
+        return kind != "text" or self.nulls_in_text
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (drivers add SQL and hints below it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

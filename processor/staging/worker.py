@@ -1,0 +1,300 @@
+"""Load one file: the per-file task the executor runs in a worker process.
+
+A file lands whole or not at all. The bulk path streams it into the database's own loader;
+when the database refuses some of the data, the careful path reads the file again row by row:
+it widens columns whose sample was too narrow, rejects rows that are broken (each recorded
+with its line and raw text), and isolates rows the database refuses by bisecting batches.
+Every outcome, including failures, comes back as a `FileResult`: nothing is raised across
+the process boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .. import ledger
+from ..config import Settings
+from ..db import describe_db_error, dialect_family, engine_for
+from ..ledger import Reject
+from ..redact import redact
+from ..schema import ColumnType, column_names
+from ..sources import SourceFile
+from . import mysql, postgres, sqlite
+from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
+from .records import read_records
+from .rows import RowChecker
+from .tables import delete_file_rows, reflect, widen
+from .target import DataProblem, Disconnected, Target, first_line
+
+log = logging.getLogger(__name__)
+
+WRITERS = {"postgresql": postgres, "mysql": mysql, "sqlite": sqlite}
+BATCH_ROWS = 5000
+MAX_WIDENINGS = 4
+
+
+@dataclass(frozen=True)
+class LoadTask:
+    """Everything a worker needs to load one file (picklable)."""
+
+    settings: Settings
+    source: SourceFile
+    format: CsvFormat
+    header: tuple[str, ...]
+    table: str
+    columns: tuple[str, ...]
+    pinned: frozenset[str]
+    previous_table: str | None
+    run_id: str
+
+
+@dataclass
+class FileResult:
+    """What happened to one file."""
+
+    path: str
+    table: str
+    status: str
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    size: int = 0
+    seconds: float = 0.0
+    method: str = ""
+    error: str | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Outcome:
+    rows: int
+    rejected: int
+    method: str
+    needed: dict[int, ColumnType] = field(default_factory=dict)
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str, rejects: list[Reject] | None = None):
+        super().__init__(reason)
+        self.rejects = rejects or []
+
+
+class _NeedsWidening(Exception):
+    pass
+
+
+def load_file(task: LoadTask) -> FileResult:
+    """Load one file into its table; never raises (failures come back in the result)."""
+    started = time.monotonic()
+    result = FileResult(task.source.path, task.table, ledger.LOADED, size=task.source.size)
+    engine = None
+    try:
+        engine = engine_for(task.settings.dest_sql)
+        ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
+        _check_header(task)
+        outcome = _load_with_retries(engine, task, result.changes)
+        result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
+    except _Failed as failed:
+        _fail(engine, task, result, str(failed), failed.rejects)
+    except Exception as exc:  # any other error fails this file alone
+        log.debug("loading %s failed:\n%s", task.source.path, traceback.format_exc())
+        _fail(engine, task, result, _describe(exc, task.settings), [])
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _fail(engine: Engine | None, task: LoadTask, result: FileResult, reason: str, rejects: list[Reject]) -> None:
+    result.status, result.error, result.rows_rejected = ledger.FAILED, reason, len(rejects)
+    if engine is None:
+        return
+    try:
+        ledger.record_attempt(
+            engine, task.source.path, task.table, task.source.size, ledger.FAILED, reason, len(rejects), task.run_id
+        )
+        if rejects:
+            with engine.begin() as conn:
+                ledger.replace_rejects(conn, task.source.path, None, rejects, task.run_id, all_versions=False)
+    except sa.exc.SQLAlchemyError as exc:
+        log.error("could not record the failure of %s in the ledger: %s", task.source.path, describe_db_error(exc))
+
+
+def _describe(exc: BaseException, settings: Settings) -> str:
+    if isinstance(exc, sa.exc.DBAPIError):
+        text = describe_db_error(exc)
+    else:
+        text = f"{type(exc).__name__}: {first_line(exc)}" if not isinstance(exc, OSError) else str(exc)
+    password = sa.engine.make_url(settings.dest_sql).password if "://" in settings.dest_sql else None
+    return redact(text, [password, settings.pipedrive_api_key])
+
+
+def _check_header(task: LoadTask) -> None:
+    """Fail the file if its header is no longer the one it was planned with (it changed mid-run)."""
+    if not task.format.header:
+        return
+    with open_binary(task.source) as raw:
+        header = next(csv_reader(text_stream(raw, task.format, errors="replace"), task.format), [])
+    if tuple(column_names(header)) != task.columns:
+        raise _Failed("the file's header changed while the run was planning; run again to load its new shape")
+
+
+def _load_with_retries(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
+    retries = task.settings.load_retries
+    for attempt in range(retries + 1):
+        try:
+            return _load(engine, task, changes)
+        except (Disconnected, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if attempt == retries:
+                reason = f"the database connection failed {attempt + 1} times: {_describe(exc, task.settings)}"
+                raise _Failed(reason) from None
+            delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+            log.warning(
+                "%s: database connection lost (%s); retrying in %.1f s",
+                task.source.path,
+                _describe(exc, task.settings),
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
+    writer = WRITERS[dialect_family(engine)]
+    settings = task.settings
+    with engine.connect() as conn:
+        types = _file_types(conn, task)
+        fast_allowed = writer.can_bulk(conn) and not (settings.null_values and settings.null_values_in_text)
+    fast = fast_allowed
+    for _ in range(MAX_WIDENINGS):
+        target = Target(
+            task.table, task.source.path, task.columns, types, settings.null_values, settings.null_values_in_text
+        )
+        if fast:
+            try:
+                return _bulk(engine, writer, task, target)
+            except DataProblem as problem:
+                log.info("%s: %s; checking it row by row", task.source.path, problem)
+        outcome = _careful(engine, writer, task, target)
+        if not outcome.needed:
+            return outcome
+        wider = widen(engine, task.table, {task.columns[i]: t for i, t in outcome.needed.items()}, settings.deals_view)
+        for index in outcome.needed:
+            changes.append(f"widened {task.table}.{task.columns[index]} to {wider[task.columns[index]].kind}")
+        types = tuple(wider[c] for c in task.columns)
+        fast = fast_allowed and outcome.rejected == 0
+    raise _Failed("column types kept changing while loading; set COLUMN_TYPES for this table")
+
+
+def _file_types(conn: Connection, task: LoadTask) -> tuple:
+    table = reflect(conn, task.table)
+    missing = [c for c in task.columns if table is None or c not in table]
+    if missing:
+        raise _Failed(f"table {task.table} lacks column(s) {', '.join(missing)}; it changed during the run")
+    return tuple(table[c] for c in task.columns)
+
+
+def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> None:
+    writer.begin(conn, target)
+    if task.previous_table:
+        delete_file_rows(conn, task.previous_table, task.source.path)
+
+
+def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
+    with engine.begin() as conn:
+        _begin(conn, writer, task, target)
+        with open_binary(task.source) as raw:
+            reader = HashingReader(raw)
+            rows = writer.bulk(conn, target, reader, task.format)
+            reader.drain()
+        _record(conn, task, reader.fingerprint, rows, [])
+    return _Outcome(rows, 0, writer.NAME)
+
+
+def _record(conn: Connection, task: LoadTask, fingerprint: str, rows: int, rejects: list[Reject]) -> None:
+    ledger.record_loaded(
+        conn, task.source.path, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id
+    )
+    ledger.replace_rejects(conn, task.source.path, fingerprint, rejects, task.run_id, all_versions=True)
+
+
+def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
+    settings = task.settings
+    checker = RowChecker(
+        target.columns,
+        target.types,
+        [c in task.pinned for c in target.columns],
+        frozenset(settings.null_values),
+        settings.null_values_in_text,
+    )
+    rejects: list[Reject] = []
+    try:
+        with engine.begin() as conn:
+            _begin(conn, writer, task, target)
+            with open_binary(task.source) as raw:
+                reader = HashingReader(raw)
+                stream = text_stream(reader, task.format, errors="surrogateescape")
+                seen, loaded = _careful_rows(
+                    conn, writer, task, target, checker, read_records(stream, task.format), rejects
+                )
+                reader.drain()
+            if checker.needed:
+                raise _NeedsWidening()
+            if seen != loaded + len(rejects):
+                raise _Failed(f"internal error: {seen} rows read but {loaded} loaded and {len(rejects)} rejected")
+            _record(conn, task, reader.fingerprint, loaded, rejects)
+    except _NeedsWidening:
+        return _Outcome(0, len(rejects), "rows", dict(checker.needed))
+    return _Outcome(loaded, len(rejects), "rows")
+
+
+def _careful_rows(conn, writer, task, target, checker, records, rejects) -> tuple[int, int]:
+    """Read every record, batch the good ones into the table; returns (rows seen, rows loaded)."""
+    if task.format.header:
+        next(records, None)
+    seen = loaded = 0
+    batch: list = []
+    for record in records:
+        seen += 1
+        values, reason = (None, record.error) if record.error else checker.check(record.fields)
+        if reason:
+            rejects.append(Reject(record.line, reason, record.raw))
+        elif not checker.needed:
+            batch.append((record, values))
+            if len(batch) >= BATCH_ROWS:
+                loaded += _insert_isolating(conn, writer, target, batch, rejects)
+                batch = []
+        _check_limit(rejects, task.settings.max_errors)
+    if batch and not checker.needed:
+        loaded += _insert_isolating(conn, writer, target, batch, rejects)
+        _check_limit(rejects, task.settings.max_errors)
+    return seen, loaded
+
+
+def _check_limit(rejects: list[Reject], max_errors: int) -> None:
+    if len(rejects) > max_errors:
+        first = min(rejects, key=lambda r: r.line)
+        raise _Failed(
+            f"more than MAX_ERRORS={max_errors} rejected rows (first at line {first.line}: {first.reason})", rejects
+        )
+
+
+def _insert_isolating(conn: Connection, writer, target: Target, batch: list, rejects: list[Reject]) -> int:
+    """Insert a batch; when the database refuses it, bisect down to the rows it refuses."""
+    try:
+        with conn.begin_nested():
+            writer.insert(conn, target, [values for _record, values in batch])
+        return len(batch)
+    except DataProblem as problem:
+        if len(batch) == 1:
+            record = batch[0][0]
+            rejects.append(Reject(record.line, f"the database refused the row: {problem}", record.raw))
+            return 0
+        middle = len(batch) // 2
+        return _insert_isolating(conn, writer, target, batch[:middle], rejects) + _insert_isolating(
+            conn, writer, target, batch[middle:], rejects
+        )
