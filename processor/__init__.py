@@ -1,1 +1,53 @@
-"""processor: CSV files -> SQL staging tables -> a deals view -> Pipedrive."""
+"""processor: CSV files -> SQL staging tables -> a deals view -> Pipedrive.
+
+The library API is small:
+
+    from processor import load_folder
+    report = load_folder("dumps/2024-Q1", patterns="certificates.csv", url="postgresql://...", table="epc")
+    for file in report.files:
+        print(file.path, file.status, file.rows_loaded, file.rows_rejected, file.error)
+
+`Settings.from_env(mapping)` builds the full configuration (every variable of the README), and
+`run(settings, step)` runs load, transform and sync as `python index.py` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import DEFAULT_DEST_SQL, Settings
+from .errors import ProcessorError
+from .pipeline import RunReport, run
+from .staging.loader import load
+from .staging.report import LoadReport
+from .staging.worker import FileResult
+
+__all__ = ["FileResult", "LoadReport", "ProcessorError", "RunReport", "Settings", "load", "load_folder", "run"]
+
+
+def load_folder(
+    folder: str,
+    patterns: str | tuple[str, ...] = ("*.csv",),
+    url: str = DEFAULT_DEST_SQL,
+    table: str | None = None,
+    workers: int | None = None,
+    **options: Any,
+) -> LoadReport:
+    """Stage the CSV files under `folder` into `url`; other Settings fields go in `options`.
+
+    Raises ConfigError, SourceError or DatabaseError before loading; a file that fails is
+    reported in the result (status 'failed', with its error), not raised.
+    """
+    if isinstance(patterns, str):
+        patterns = tuple(p.strip() for p in patterns.split(",") if p.strip())
+    fields: dict[str, Any] = {
+        "src_data_folder": str(folder),
+        "src_file_name": tuple(patterns),
+        "dest_sql": url,
+        "dest_table": table,
+        "progress": "off",
+        **options,
+    }
+    if workers is not None:
+        fields["load_workers"] = workers
+    return load(Settings(**fields))

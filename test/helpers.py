@@ -1,0 +1,75 @@
+"""Small test helpers: write CSV files, run a load, read tables back as plain comparable values."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from processor.staging.loader import load
+
+
+def write_csv(path: Path, header, rows, **kwargs) -> Path:
+    """Write a CSV with the csv module (LF endings unless given)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("lineterminator", "\n")
+    encoding = kwargs.pop("encoding", "utf-8")
+    with path.open("w", newline="", encoding=encoding) as handle:
+        writer = csv.writer(handle, **kwargs)
+        if header is not None:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def run_load(make_settings, folder: Path, db_url: str, **fields):
+    """Load `folder` into `db_url` with test settings; returns the LoadReport."""
+    settings = make_settings(src_data_folder=str(folder), dest_sql=db_url, **fields)
+    return load(settings)
+
+
+def plain(value):
+    """A database value as something comparable across dialects."""
+    if isinstance(value, float):
+        return Decimal(repr(value)).normalize()
+    if isinstance(value, Decimal):
+        return value.normalize()
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def read_table(engine: sa.Engine, table: str, order_by: str | None = None, columns: list[str] | None = None):
+    """Every row of a table as a dict of plain values (in `order_by` order)."""
+    meta = sa.MetaData()
+    reflected = sa.Table(table, meta, autoload_with=engine)
+    selected = [reflected.c[c] for c in columns] if columns else list(reflected.c)
+    query = sa.select(*selected)
+    if order_by:
+        query = query.order_by(*(reflected.c[c] for c in order_by.split(",")))
+    with engine.connect() as conn:
+        return [{k: plain(v) for k, v in row._mapping.items()} for row in conn.execute(query)]
+
+
+def count(engine: sa.Engine, table: str, where: str = "") -> int:
+    quoted = engine.dialect.identifier_preparer.quote(table)
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT COUNT(*) FROM {quoted} {where}")).scalar_one()
+
+
+def ledger_rows(engine: sa.Engine) -> dict[str, dict]:
+    return {row["path"]: row for row in read_table(engine, "_processor_files")}
+
+
+def reject_rows(engine: sa.Engine, path: str | None = None) -> list[dict]:
+    rows = read_table(engine, "_processor_rejects", order_by="path,line")
+    return [r for r in rows if path is None or r["path"] == path]

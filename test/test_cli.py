@@ -1,0 +1,77 @@
+"""index.py as users run it: a bare run on the bundled sample, --help, and clear errors with exit codes."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from processor.config import OPTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_index(cwd: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python index.py` in `cwd` with only the given variables (plus PATH) set."""
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "PROGRESS": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "index.py"), *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_bare_run_loads_the_bundled_sample_into_sqlite(tmp_path):
+    done = run_index(tmp_path)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "processor.db") as db:
+        counts = {
+            t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("raw_customers", "raw_orders", "raw_payments")
+        }
+    sample = ROOT / "processor" / "sample_data"
+    expected = {t: len((sample / f"{t}.csv").read_text(encoding="utf-8").splitlines()) - 1 for t in counts}
+    assert counts == expected
+    assert "3 loaded" in done.stdout
+    again = run_index(tmp_path)
+    assert again.returncode == 0 and "3 skipped" in again.stdout
+
+
+def test_help_lists_every_variable_with_its_default(tmp_path):
+    done = run_index(tmp_path, "--help")
+    assert done.returncode == 0
+    for option in OPTIONS:
+        assert option.env in done.stdout
+    assert "default:" in done.stdout
+
+
+def test_env_file_is_read_and_real_environment_wins(tmp_path):
+    (tmp_path / ".env").write_text("DEST_SQL=sqlite:///from_env_file.db\nLOAD_WORKERS=1\n")
+    assert run_index(tmp_path, "load").returncode == 0
+    assert (tmp_path / "from_env_file.db").exists()
+    assert run_index(tmp_path, "load", env={"DEST_SQL": "sqlite:///from_environment.db"}).returncode == 0
+    assert (tmp_path / "from_environment.db").exists()
+
+
+@pytest.mark.parametrize(
+    "env, code, message",
+    [
+        ({"LOAD_WORKERS": "lots"}, 2, "LOAD_WORKERS"),
+        ({"DEST_SQL": "nonsense"}, 2, "DEST_SQL"),
+        ({"SRC_DATA_FOLDER": "/no/such/folder"}, 3, "does not exist"),
+        ({"SRC_FILE_NAME": "*.parquet"}, 3, "no file under"),
+        ({"DEST_SQL": "postgresql://someone:pa55word@127.0.0.1:9/db"}, 4, "cannot reach the database"),
+    ],
+)
+def test_user_mistakes_give_one_clear_message_and_an_exit_code(tmp_path, env, code, message):
+    done = run_index(tmp_path, env=env, timeout=60)
+    assert done.returncode == code
+    output = done.stdout + done.stderr
+    assert message in output
+    assert "Traceback" not in output
+    assert "pa55word" not in output
