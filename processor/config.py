@@ -242,7 +242,7 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="none",
     ),
     Option("INFER_TYPES", "infer_types", True, "0 stages every column as text", _bool, shown_default="1"),
-    Option("SAMPLE_ROWS", "sample_rows", 20000, "rows per file read to infer column types", _int(1)),
+    Option("SAMPLE_ROWS", "sample_rows", 10000, "rows per file read to infer column types", _int(1)),
     Option("LOAD_RETRIES", "load_retries", 3, "retries of a file whose database connection dropped", _int(0)),
     Option(
         "SPLIT_MIN_BYTES",
@@ -345,7 +345,7 @@ class Settings:
     null_values_in_text: bool = False
     column_types: tuple[tuple[str, str, str], ...] = ()
     infer_types: bool = True
-    sample_rows: int = 20000
+    sample_rows: int = 10000
     load_retries: int = 3
     split_min_bytes: int = 256 * 1024 * 1024
     executor: str = "local"

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -180,17 +181,9 @@ def classify(value: str) -> ColumnType:
             return TEXT
         return DOUBLE
     if _DATE.match(value):
-        try:
-            date.fromisoformat(value)
-        except ValueError:
-            return TEXT
-        return DATE
+        return DATE if _is_iso(date, value) else TEXT
     if _TIMESTAMP.match(value):
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            return TEXT
-        return TIMESTAMP
+        return TIMESTAMP if _is_iso(datetime, value) else TEXT
     return TEXT
 
 
@@ -201,20 +194,56 @@ def is_null(value: str, column: ColumnType, null_values: frozenset[str], nulls_i
     return value == "" or value in null_values
 
 
-def infer_types(
-    rows: Iterable[Sequence[str]], width: int, null_values: frozenset[str] = frozenset()
-) -> list[ColumnType]:
-    """Column types for sampled rows; a column with no value in the sample stays `empty`."""
-    types = [EMPTY] * width
-    seen: list[set[str]] = [set() for _ in range(width)]
-    for row in rows:
-        for index in range(min(width, len(row))):
-            value = row[index]
-            if value == "" or value in null_values or types[index].kind == "text" or value in seen[index]:
-                continue
-            seen[index].add(value)
-            types[index] = join(types[index], classify(value))
-    return types
+def infer_types(rows: Sequence[Sequence[str]], width: int, null_values: frozenset[str] = frozenset()) -> list[ColumnType]:
+    """Column types for sampled rows (rows of another width are ignored); an all-null column is `empty`."""
+    usable = [row for row in rows if len(row) == width]
+    skip = {"", *null_values}
+    return [classify_values(set(map(itemgetter(index), usable)) - skip) for index in range(width)]
+
+
+_INTEGERS = re.compile(r"(?:-?(?:0|[1-9][0-9]{0,17})\n)*")
+_NUMBERS = re.compile(r"(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\n)*")
+_DATES = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}\n)*")
+_TIMESTAMPS = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?\n)*")
+_NEGATIVE_ZERO = re.compile(r"^-0(?:\.0+)?$", re.MULTILINE)
+_WHOLE_PART = re.compile(r"^-?([0-9]+)", re.MULTILINE)
+_FRACTION = re.compile(r"\.([0-9]+)$", re.MULTILINE)
+_LONG_INTEGER = re.compile(r"^-?[0-9]{19,}$", re.MULTILINE)
+
+
+def classify_values(values: set[str]) -> ColumnType:
+    """The narrowest type holding every value: whole-column regex checks first, one value at a time if needed."""
+    if not values:
+        return EMPTY
+    text = "\n".join(values) + "\n"
+    if "-0" not in values and _INTEGERS.fullmatch(text):
+        return ColumnType("integer", max(map(len, _WHOLE_PART.findall(text))), 0)
+    if _NUMBERS.fullmatch(text) and not _NEGATIVE_ZERO.search(text):
+        digits = max(map(len, _WHOLE_PART.findall(text)))
+        scale = max(map(len, _FRACTION.findall(text)), default=0)
+        if scale:
+            return ColumnType("decimal", digits, scale)
+        if all(classify(v).kind == "integer" for v in _LONG_INTEGER.findall(text)):
+            return ColumnType("integer", digits, 0)
+        return TEXT
+    if _DATES.fullmatch(text):
+        return DATE if all(_is_iso(date, v) for v in values) else TEXT
+    if _TIMESTAMPS.fullmatch(text):
+        return TIMESTAMP if all(_is_iso(datetime, v) for v in values) else TEXT
+    result = EMPTY
+    for value in values:
+        result = join(result, classify(value))
+        if result == TEXT:
+            break
+    return result
+
+
+def _is_iso(kind, value: str) -> bool:
+    try:
+        kind.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 _TYPE_SPEC = re.compile(r"\s*([a-z]+)\s*(?:\(\s*([0-9]+)\s*(?:,\s*([0-9]+)\s*)?\))?\s*\Z")
