@@ -39,8 +39,9 @@ COLUMNS = ",".join(HEADER)
 
 
 def sh(command: list[str] | str, env: dict | None = None, quiet: bool = True) -> None:
-    result = subprocess.run(command, shell=isinstance(command, str), env={**os.environ, **(env or {})},
-                            capture_output=quiet, text=True)
+    result = subprocess.run(
+        command, shell=isinstance(command, str), env={**os.environ, **(env or {})}, capture_output=quiet, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"command failed ({result.returncode}): {command}\n{result.stderr}")
 
@@ -57,8 +58,22 @@ def timed(prepare, action, repeat: int) -> float:
 
 def psql(sql: str) -> list[str]:
     url = make_url(PG)
-    return ["psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", url.host, "-p", str(url.port or 5432), "-U", url.username,
-            "-d", url.database, "-c", sql]
+    return [
+        "psql",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        url.host,
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        url.username,
+        "-d",
+        url.database,
+        "-c",
+        sql,
+    ]
 
 
 def pg_url() -> str:
@@ -76,8 +91,13 @@ def mysql_cli(sql: str, local: bool = False) -> list[str]:
 
 
 def processor(folder: Path, url: str, workers: int = 1, table: str | None = None) -> None:
-    env = {"SRC_DATA_FOLDER": str(folder), "DEST_SQL": url, "LOAD_WORKERS": str(workers), "PROGRESS": "0",
-           "LOG_LEVEL": "WARNING"}
+    env = {
+        "SRC_DATA_FOLDER": str(folder),
+        "DEST_SQL": url,
+        "LOAD_WORKERS": str(workers),
+        "PROGRESS": "0",
+        "LOG_LEVEL": "WARNING",
+    }
     if table:
         env["DEST_TABLE"] = table
     sh([sys.executable, str(ROOT / "index.py"), "load"], env)
@@ -106,28 +126,36 @@ def bench_postgres(single: Path, folder8: Path, repeat: int) -> dict:
     copy = f"\\copy {SCHEMA}.wide ({COLUMNS}) FROM '{wide}' WITH (FORMAT csv, HEADER true)"
     ref = timed(lambda: sh(psql(f"TRUNCATE {SCHEMA}.wide")), lambda: sh(psql(copy)), repeat)
     ours8 = timed(reset_pg, lambda: processor(folder8, pg_url(), workers=2, table="wide"), repeat)
-    copies = [f"\\copy {SCHEMA}.wide ({COLUMNS}) FROM '{f}' WITH (FORMAT csv, HEADER true)"
-              for f in sorted(folder8.glob("*/wide.csv"))]
+    copies = [
+        f"\\copy {SCHEMA}.wide ({COLUMNS}) FROM '{f}' WITH (FORMAT csv, HEADER true)"
+        for f in sorted(folder8.glob("*/wide.csv"))
+    ]
     url = make_url(PG)
     sequential = ["psql", "-q", "-h", url.host, "-U", url.username, "-d", url.database]
     for command in copies:
         sequential += ["-c", command]
     ref8 = timed(lambda: sh(psql(f"TRUNCATE {SCHEMA}.wide")), lambda: sh(sequential), repeat)
-    return {"postgres_one_file": (ours, ref, "psql \\copy"),
-            "postgres_one_file_library": (ours_library, ref, "psql \\copy"),
-            "postgres_8_files_2_workers": (ours8, ref8, "8 x psql \\copy")}
+    return {
+        "postgres_one_file": (ours, ref, "psql \\copy"),
+        "postgres_one_file_library": (ours_library, ref, "psql \\copy"),
+        "postgres_8_files_2_workers": (ours8, ref8, "8 x psql \\copy"),
+    }
 
 
 def bench_mysql(single: Path, repeat: int) -> dict:
     my_url = make_url(MY).set(database=SCHEMA).render_as_string(hide_password=False)
     ours = timed(reset_mysql, lambda: processor(single, my_url), repeat)
     ours_library = timed(reset_mysql, lambda: library(single, my_url), repeat)
-    load = (f"LOAD DATA LOCAL INFILE '{single / 'wide.csv'}' INTO TABLE {SCHEMA}.wide CHARACTER SET utf8mb4 "
-            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' "
-            f"IGNORE 1 LINES ({COLUMNS})")
+    load = (
+        f"LOAD DATA LOCAL INFILE '{single / 'wide.csv'}' INTO TABLE {SCHEMA}.wide CHARACTER SET utf8mb4 "
+        "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' "
+        f"IGNORE 1 LINES ({COLUMNS})"
+    )
     ref = timed(lambda: sh(mysql_cli(f"TRUNCATE {SCHEMA}.wide")), lambda: sh(mysql_cli(load, local=True)), repeat)
-    return {"mysql_one_file": (ours, ref, "mysql LOAD DATA LOCAL"),
-            "mysql_one_file_library": (ours_library, ref, "mysql LOAD DATA LOCAL")}
+    return {
+        "mysql_one_file": (ours, ref, "mysql LOAD DATA LOCAL"),
+        "mysql_one_file_library": (ours_library, ref, "mysql LOAD DATA LOCAL"),
+    }
 
 
 def bench_sqlite(single: Path, repeat: int) -> dict:
@@ -147,10 +175,15 @@ def bench_sqlite(single: Path, repeat: int) -> dict:
         reset(ref_db)
         sh(["sqlite3", str(ref_db), schema])
 
-    ref = timed(prepare_reference, lambda: sh(["sqlite3", str(ref_db), f".import --csv --skip 1 {single / 'wide.csv'} wide"]),
-                repeat)
-    return {"sqlite_one_file": (ours, ref, "sqlite3 .import"),
-            "sqlite_one_file_library": (ours_library, ref, "sqlite3 .import")}
+    ref = timed(
+        prepare_reference,
+        lambda: sh(["sqlite3", str(ref_db), f".import --csv --skip 1 {single / 'wide.csv'} wide"]),
+        repeat,
+    )
+    return {
+        "sqlite_one_file": (ours, ref, "sqlite3 .import"),
+        "sqlite_one_file_library": (ours_library, ref, "sqlite3 .import"),
+    }
 
 
 def bench_pandas(single: Path) -> dict:
@@ -169,8 +202,14 @@ def bench_pandas(single: Path) -> dict:
 def peak_memory(big_folder: Path) -> dict:
     """Peak resident memory of the whole process tree while staging one big file into PostgreSQL."""
     reset_pg()
-    env = {**os.environ, "SRC_DATA_FOLDER": str(big_folder), "DEST_SQL": pg_url(), "PROGRESS": "0",
-           "LOG_LEVEL": "WARNING", "LOAD_WORKERS": "2"}
+    env = {
+        **os.environ,
+        "SRC_DATA_FOLDER": str(big_folder),
+        "DEST_SQL": pg_url(),
+        "PROGRESS": "0",
+        "LOG_LEVEL": "WARNING",
+        "LOAD_WORKERS": "2",
+    }
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, str(ROOT / "index.py"), "load"], env=env)
     peak = 0
@@ -196,8 +235,12 @@ def peak_memory(big_folder: Path) -> dict:
     copy = f"\\copy {SCHEMA}.wide ({COLUMNS}) FROM '{big_folder / 'wide.csv'}' WITH (FORMAT csv, HEADER true)"
     ref = timed(lambda: sh(psql(f"TRUNCATE {SCHEMA}.wide")), lambda: sh(psql(copy)), 1)
     size = (big_folder / "wide.csv").stat().st_size
-    return {"big_file_bytes": size, "big_file_peak_rss_mb": peak / 2**20, "big_file_seconds": seconds,
-            "big_file_copy_seconds": ref}
+    return {
+        "big_file_bytes": size,
+        "big_file_peak_rss_mb": peak / 2**20,
+        "big_file_seconds": seconds,
+        "big_file_copy_seconds": ref,
+    }
 
 
 def main() -> None:
@@ -234,8 +277,10 @@ def main() -> None:
             repeat_file(wide, big / "wide.csv", times)
         results.update(peak_memory(big))
 
-    print(f"\n{args.rows:,} rows x {len(HEADER)} columns ({wide.stat().st_size / 2**20:.0f} MB), "
-          f"median of {args.repeat}\n")
+    print(
+        f"\n{args.rows:,} rows x {len(HEADER)} columns ({wide.stat().st_size / 2**20:.0f} MB), "
+        f"median of {args.repeat}\n"
+    )
     print("| case | processor (s) | reference | reference (s) | ratio |")
     print("|---|---:|---|---:|---:|")
     for name, value in results.items():
@@ -244,12 +289,16 @@ def main() -> None:
             print(f"| {name} | {ours:.2f} | {tool} | {ref:.2f} | {ours / ref:.2f} |")
     if "pandas_to_sql" in results:
         ours, ref, _ = results["postgres_one_file"]
-        print(f"| pandas read_csv + to_sql, PostgreSQL | {results['pandas_to_sql']:.2f} | psql \\copy | {ref:.2f} | "
-              f"{results['pandas_to_sql'] / ref:.2f} |")
+        print(
+            f"| pandas read_csv + to_sql, PostgreSQL | {results['pandas_to_sql']:.2f} | psql \\copy | {ref:.2f} | "
+            f"{results['pandas_to_sql'] / ref:.2f} |"
+        )
     if "big_file_peak_rss_mb" in results:
-        print(f"\nbig file: {results['big_file_bytes'] / 2**30:.2f} GB into PostgreSQL in "
-              f"{results['big_file_seconds']:.1f} s (psql \\copy {results['big_file_copy_seconds']:.1f} s); "
-              f"peak memory of the process tree {results['big_file_peak_rss_mb']:.0f} MB")
+        print(
+            f"\nbig file: {results['big_file_bytes'] / 2**30:.2f} GB into PostgreSQL in "
+            f"{results['big_file_seconds']:.1f} s (psql \\copy {results['big_file_copy_seconds']:.1f} s); "
+            f"peak memory of the process tree {results['big_file_peak_rss_mb']:.0f} MB"
+        )
     OUT.mkdir(exist_ok=True)
     (OUT / "load.json").write_text(json.dumps(results, indent=2))
 

@@ -9,8 +9,20 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-HEADER = ["id", "code", "name", "city", "amount", "price", "qty", "created", "updated_at", "flag", "note",
-          *[f"m{i}" for i in range(11)]]
+HEADER = [
+    "id",
+    "code",
+    "name",
+    "city",
+    "amount",
+    "price",
+    "qty",
+    "created",
+    "updated_at",
+    "flag",
+    "note",
+    *[f"m{i}" for i in range(11)],
+]
 WORDS = ["alpha", "beta", "gamma", "delta", "Zoë", "O'Brien", "a, b", 'x "q" y']
 
 
@@ -24,14 +36,22 @@ def write_wide_csv(path: Path, rows: int, seed: int = 42) -> Path:
         writer.writerow(HEADER)
         for i in range(rows):
             day = base + timedelta(days=rng.randrange(3000))
-            writer.writerow([
-                i + 1, f"{rng.randrange(100000):05d}", f"{rng.choice(WORDS)} {rng.randrange(1000)}",
-                rng.choice(["Leeds", "York", "Bath"]), rng.randrange(-100000, 100000), f"{rng.random() * 1000:.2f}",
-                rng.randrange(100), day.isoformat(),
-                f"{day.isoformat()} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}",
-                rng.choice("YN"), rng.choice(["", "some note", "another, with comma"]),
-                *[rng.randrange(10**6) if j % 2 == 0 else f"{rng.random() * 100:.3f}" for j in range(11)],
-            ])
+            writer.writerow(
+                [
+                    i + 1,
+                    f"{rng.randrange(100000):05d}",
+                    f"{rng.choice(WORDS)} {rng.randrange(1000)}",
+                    rng.choice(["Leeds", "York", "Bath"]),
+                    rng.randrange(-100000, 100000),
+                    f"{rng.random() * 1000:.2f}",
+                    rng.randrange(100),
+                    day.isoformat(),
+                    f"{day.isoformat()} {rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}",
+                    rng.choice("YN"),
+                    rng.choice(["", "some note", "another, with comma"]),
+                    *[rng.randrange(10**6) if j % 2 == 0 else f"{rng.random() * 100:.3f}" for j in range(11)],
+                ]
+            )
     return path
 
 

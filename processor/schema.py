@@ -173,13 +173,11 @@ def classify(value: str) -> ColumnType:
         return ColumnType("decimal", len(match.group(1)), len(match.group(2)))
     match = _DOUBLE.match(value)
     if match:
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            return TEXT
+        number = float(value)
+        significant = len((match.group(1) + (match.group(2) or "")).lstrip("0"))
         if number in (float("inf"), float("-inf")) or (number == 0.0 and value.startswith("-")):
             return TEXT
-        return DOUBLE
+        return DOUBLE if significant <= SQLITE_REAL_DIGITS else TEXT  # a float keeps 15 digits exactly
     if _DATE.match(value):
         return DATE if _is_iso(date, value) else TEXT
     if _TIMESTAMP.match(value):
@@ -194,7 +192,9 @@ def is_null(value: str, column: ColumnType, null_values: frozenset[str], nulls_i
     return value == "" or value in null_values
 
 
-def infer_types(rows: Sequence[Sequence[str]], width: int, null_values: frozenset[str] = frozenset()) -> list[ColumnType]:
+def infer_types(
+    rows: Sequence[Sequence[str]], width: int, null_values: frozenset[str] = frozenset()
+) -> list[ColumnType]:
     """Column types for sampled rows (rows of another width are ignored); an all-null column is `empty`."""
     usable = [row for row in rows if len(row) == width]
     skip = {"", *null_values}

@@ -65,11 +65,14 @@ def open_binary(source: SourceFile) -> Iterator[BinaryIO]:
 class HashingReader(io.RawIOBase):
     """A read-only stream that hashes and counts the bytes read through it."""
 
+    TAIL = 65536
+
     def __init__(self, raw: BinaryIO):
         super().__init__()
         self._raw = raw
         self._hash = hashlib.sha256()
         self.bytes_read = 0
+        self.tail = b""  # the last bytes read, to look at the file's last line
 
     def readable(self) -> bool:
         return True
@@ -78,15 +81,25 @@ class HashingReader(io.RawIOBase):
         data = self._raw.read(len(buffer))
         size = len(data)
         buffer[:size] = data
-        self._hash.update(data)
-        self.bytes_read += size
+        self._seen(data)
         return size
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size) if size is not None and size >= 0 else self._raw.read()
+        self._seen(data)
+        return data
+
+    def _seen(self, data: bytes) -> None:
         self._hash.update(data)
         self.bytes_read += len(data)
-        return data
+        if data:
+            self.tail = (self.tail + data)[-self.TAIL :] if len(data) < self.TAIL else data[-self.TAIL :]
+
+    def last_line_has_open_quote(self, fmt: CsvFormat) -> bool:
+        """Whether the file's last line holds an odd number of quotes (maybe a quote never closed)."""
+        text = codecs.decode(self.tail, fmt.encoding.replace("-sig", ""), errors="replace").rstrip("\r\n")
+        last = max(text.rfind("\n"), text.rfind("\r"))
+        return text[last + 1 :].count('"') % 2 == 1
 
     def drain(self) -> None:
         """Read what is left, so the hash covers the whole stream."""
@@ -178,6 +191,11 @@ def text_stream(raw: BinaryIO, fmt: CsvFormat, errors: str = "strict") -> io.Tex
     return io.TextIOWrapper(buffered, encoding=encoding, errors=errors, newline="")
 
 
-def csv_reader(lines, fmt: CsvFormat):
-    """A strict csv.reader for the format: a stray quote is an error, never a silent repair."""
-    return csv.reader(lines, delimiter=fmt.delimiter, quotechar='"', doublequote=True, strict=True)
+def csv_reader(lines, fmt: CsvFormat, strict: bool = False):
+    """A csv.reader for the format that reads quotes as PostgreSQL's COPY does (`"ab"c` is `abc`).
+
+    Not strict, an unterminated quote is no error: the careful path's reader finds it by the
+    record's width and the end of the file. Strict (for bulk paths) any quoting oddity raises
+    csv.Error, which sends the file to the careful path.
+    """
+    return csv.reader(lines, delimiter=fmt.delimiter, quotechar='"', doublequote=True, strict=strict)

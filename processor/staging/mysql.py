@@ -60,6 +60,8 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
         raise DataProblem(f"could not read the file: {feeder.error}")
     if feeder.saw_cr:
         raise DataProblem("the file mixes line endings")
+    if feeder.saw_blank_line:
+        raise DataProblem("the file has blank lines, which LOAD DATA would take for rows")
     if rows + int(fmt.header) != feeder.lines:
         # MySQL reads an unterminated quote to the end of the file without a warning; quoted
         # newlines are legal but rare, so any mismatch takes the careful path.
@@ -86,7 +88,12 @@ def _load_sql(conn: Connection, target: Target, fmt: CsvFormat, charset: str) ->
         expression, values = _value_expression(variable, target, column_type.kind)
         assignments.append(f"{quote(column)} = {expression}")
         params += values
-    assignments.append(f"{quote(SOURCE_COLUMN)} = %s")
+    # With user variables MySQL fills a missing field with NULL and no warning; a short row leaves
+    # the last variable NULL, and this CAST turns that into a warning (an unquoted NULL word in the
+    # last column does too, and the careful path sorts it out).
+    assignments.append(
+        f"{quote(SOURCE_COLUMN)} = IF({variables[-1]} IS NULL, CAST('processor: a row lacks fields' AS DATE), %s)"
+    )
     params.append(target.path)
     sql = (
         f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(target.table)} CHARACTER SET {charset} "
@@ -108,6 +115,8 @@ def _value_expression(variable: str, target: Target, kind: str) -> tuple[str, li
         f"CASE WHEN {variable} IS NULL THEN {literal_null} WHEN {variable} IN ({placeholders}) THEN NULL "
         f"ELSE {variable} END"
     )
+    if kind == "integer":  # MariaDB rounds '2.5' into a BIGINT silently; CAST warns
+        expression = f"CAST({expression} AS SIGNED)"
     return expression, markers
 
 
@@ -147,6 +156,7 @@ class _Feeder:
         self.watch_cr = newline == "\n"
         self.error: BaseException | None = None
         self.saw_cr = False
+        self.saw_blank_line = False
         self.lines = 0
         self._thread: threading.Thread | None = None
         self._path = ""
@@ -193,8 +203,11 @@ class _Feeder:
                         continue
                     if self.watch_cr and not self.saw_cr and b"\r" in chunk:
                         self.saw_cr = True
-                    self.lines += chunk.count(self.newline) + (last + chunk[:1] == self.newline == b"\r\n")
-                    last = chunk[-1:]
+                    self.lines += chunk.count(self.newline) + (last[-1:] + chunk[:1] == self.newline == b"\r\n")
+                    if not self.saw_blank_line:
+                        joined = (last or self.newline) + chunk  # a file that starts with a newline starts blank
+                        self.saw_blank_line = self.newline * 2 in joined
+                    last = chunk[-len(self.newline) :]
                     pipe.write(chunk)
             if last and not self.newline.endswith(last):
                 self.lines += 1  # a last line without its line ending

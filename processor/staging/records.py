@@ -9,6 +9,7 @@ swallow the rows that follow it.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -46,9 +47,24 @@ class _Lines:
         self.taken.append(line)
         return line
 
+    def at_end(self) -> bool:
+        """Whether no line is left (peeks without taking)."""
+        if self.replay:
+            return False
+        try:
+            self.replay.append(next(self._stream))
+        except StopIteration:
+            return True
+        return False
 
-def read_records(stream: TextIO, fmt: CsvFormat, encoding_hint: str = "") -> Iterator[Record]:
-    """Every record of the stream from its current position; line numbers start at 1."""
+
+def read_records(stream: TextIO, fmt: CsvFormat, width: int | None = None) -> Iterator[Record]:
+    """Every record of the stream from its current position; line numbers start at 1.
+
+    `width` is the expected number of fields: a record of another width that spans several lines
+    is most likely an unterminated quote, so only its first line is rejected and the lines after
+    it are read again.
+    """
     lines = _Lines(stream)
     reader = csv_reader(lines, fmt)
     line = 1
@@ -59,26 +75,51 @@ def read_records(stream: TextIO, fmt: CsvFormat, encoding_hint: str = "") -> Ite
         except StopIteration:
             return
         except csv.Error as exc:
-            taken = lines.taken or [""]
-            yield Record(line, None, _printable(taken[0]), f"malformed CSV ({exc}); check the quotes on this line")
-            lines.replay.extendleft(reversed(taken[1:]))
+            yield from _give_up_first_line(lines, line, f"malformed CSV ({exc}); check the quotes on this line")
             line += 1
             reader = csv_reader(lines, fmt)
             continue
         raw = "".join(lines.taken)
+        if _quote_left_open(fields, width, lines, raw, fmt):
+            yield from _give_up_first_line(lines, line, "a quote opened on this line is never closed")
+            line += 1
+            reader = csv_reader(lines, fmt)
+            continue
         if _UNDECODABLE.search(raw):
             yield Record(
                 line,
                 None,
-                _printable(raw),
-                f"bytes that are not valid {encoding_hint or fmt.encoding}; set SRC_ENCODING to the file's encoding",
+                printable(raw),
+                f"bytes that are not valid {fmt.encoding}; set SRC_ENCODING to the file's encoding",
             )
         elif fields:
             yield Record(line, fields, raw.rstrip("\r\n"))
         line += len(lines.taken)
 
 
-def _printable(raw: str) -> str:
-    """Raw text for the rejects table: undecodable bytes shown as \\xNN, line ending dropped."""
-    text = raw.rstrip("\r\n")
+def _quote_left_open(fields: list[str], width: int | None, lines: _Lines, raw: str, fmt: CsvFormat) -> bool:
+    """An unterminated quote: a row of the wrong width that swallowed several lines, or a last row
+    that ends inside quotes."""
+    if '"' not in raw:
+        return False
+    if width is not None and fields and len(fields) != width and len(lines.taken) > 1:
+        return True
+    if not lines.at_end():
+        return False
+    try:
+        list(csv.reader(io.StringIO(raw, newline=""), delimiter=fmt.delimiter, quotechar='"', strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _give_up_first_line(lines: _Lines, line: int, reason: str) -> Iterator[Record]:
+    taken = lines.taken or [""]
+    lines.replay.extendleft(reversed(taken[1:]))
+    yield Record(line, None, printable(taken[0]), reason)
+
+
+def printable(raw: str) -> str:
+    """Raw text for the rejects table: undecodable bytes and NULs shown as \\xNN, line ending dropped."""
+    text = raw.rstrip("\r\n").replace("\x00", "\\x00")
     return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)

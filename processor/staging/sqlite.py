@@ -21,6 +21,7 @@ from .tables import SOURCE_COLUMN
 from .target import DataProblem, Disconnected, Target, first_line
 
 NAME = "insert"
+_REAL_CHARACTERS = 17  # 15 significant digits, a sign and a point
 _NUMERIC_TYPES = {"integer": "('integer', 'null')", "double": "('integer', 'real', 'null')"}
 
 
@@ -41,14 +42,14 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
     cursor = conn.connection.driver_connection.cursor()
     table = conn.dialect.identifier_preparer.quote(target.table)
     start = cursor.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0]
-    reader = csv_reader(text_stream(raw, fmt), fmt)
-    if fmt.header:
-        next(reader, None)
+    reader = csv_reader(text_stream(raw, fmt), fmt, strict=True)
     rows: Iterable[list[str]] = filter(None, reader)
     temporal = [(i, t.kind) for i, t in enumerate(target.types) if t.kind in ("date", "timestamp")]
     if temporal:
         rows = _checked(rows, temporal, frozenset(["", *target.null_values]))
     with _driver_errors():
+        if fmt.header:
+            next(reader, None)
         cursor.executemany(_insert_sql(conn, target), rows)
         count = cursor.rowcount
         _check_numbers(cursor, conn.dialect.identifier_preparer.quote, table, target, start)
@@ -70,12 +71,14 @@ def _insert_sql(conn: Connection, target: Target) -> str:
 
 
 def _value(position: int, target: Target, kind: str) -> str:
+    """SQL for one field: NULL for empty fields and markers; a number too long for a REAL is kept as a
+    BLOB, which the check after the insert turns into the careful path (never a silent rounding)."""
+    value = f"?{position}"
     if not target.nullable(kind):
-        return f"?{position}"
-    if not target.null_values:
-        return f"NULLIF(?{position}, '')"
+        return value
     markers = ", ".join(_literal(m) for m in ["", *target.null_values])
-    return f"CASE WHEN ?{position} IN ({markers}) THEN NULL ELSE ?{position} END"
+    too_long = f" WHEN length({value}) > {_REAL_CHARACTERS} THEN CAST({value} AS BLOB)" if kind == "double" else ""
+    return f"CASE WHEN {value} IN ({markers}) THEN NULL{too_long} ELSE {value} END"
 
 
 def _literal(text: str) -> str:

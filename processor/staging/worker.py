@@ -10,6 +10,7 @@ the process boundary.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import random
 import time
@@ -28,7 +29,7 @@ from ..schema import ColumnType, column_names
 from ..sources import SourceFile
 from . import mysql, postgres, sqlite
 from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
-from .records import read_records
+from .records import printable, read_records
 from .rows import RowChecker
 from .tables import delete_file_rows, reflect, widen
 from .target import DataProblem, Disconnected, Target, first_line
@@ -69,6 +70,7 @@ class FileResult:
     method: str = ""
     error: str | None = None
     changes: list[str] = field(default_factory=list)
+    attempts: int = 1
 
 
 @dataclass
@@ -98,7 +100,7 @@ def load_file(task: LoadTask) -> FileResult:
         engine = engine_for(task.settings.dest_sql)
         ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
         _check_header(task)
-        outcome = _load_with_retries(engine, task, result.changes)
+        outcome = _load_with_retries(engine, task, result)
         result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
     except _Failed as failed:
         _fail(engine, task, result, str(failed), failed.rejects)
@@ -143,11 +145,12 @@ def _check_header(task: LoadTask) -> None:
         raise _Failed("the file's header changed while the run was planning; run again to load its new shape")
 
 
-def _load_with_retries(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
+def _load_with_retries(engine: Engine, task: LoadTask, result: FileResult) -> _Outcome:
     retries = task.settings.load_retries
     for attempt in range(retries + 1):
+        result.attempts = attempt + 1
         try:
-            return _load(engine, task, changes)
+            return _load(engine, task, result.changes)
         except (Disconnected, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             if attempt == retries:
                 reason = f"the database connection failed {attempt + 1} times: {_describe(exc, task.settings)}"
@@ -209,8 +212,12 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
         _begin(conn, writer, task, target)
         with open_binary(task.source) as raw:
             reader = HashingReader(raw)
+            if task.format.encoding == "utf-8-sig":
+                reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
             rows = writer.bulk(conn, target, reader, task.format)
             reader.drain()
+            if reader.last_line_has_open_quote(task.format):
+                raise DataProblem("the last line has a quote that may never close")
         _record(conn, task, reader.fingerprint, rows, [])
     return _Outcome(rows, 0, writer.NAME)
 
@@ -239,7 +246,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
                 reader = HashingReader(raw)
                 stream = text_stream(reader, task.format, errors="surrogateescape")
                 seen, loaded = _careful_rows(
-                    conn, writer, task, target, checker, read_records(stream, task.format), rejects
+                    conn, writer, task, target, checker, read_records(stream, task.format, len(target.columns)), rejects
                 )
                 reader.drain()
             if checker.needed:
@@ -292,7 +299,7 @@ def _insert_isolating(conn: Connection, writer, target: Target, batch: list, rej
     except DataProblem as problem:
         if len(batch) == 1:
             record = batch[0][0]
-            rejects.append(Reject(record.line, f"the database refused the row: {problem}", record.raw))
+            rejects.append(Reject(record.line, f"the database refused the row: {problem}", printable(record.raw)))
             return 0
         middle = len(batch) // 2
         return _insert_isolating(conn, writer, target, batch[:middle], rejects) + _insert_isolating(
