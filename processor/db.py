@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
@@ -122,14 +121,21 @@ def _mysql_session(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-@lru_cache(maxsize=8)
-def _engine_for_process(raw_url: str, pid: int) -> Engine:
-    return create_engine(raw_url)
+_engines: dict[tuple[str, int], Engine] = {}
 
 
 def engine_for(raw_url: str) -> Engine:
     """This process's engine for the URL: workers build their own, never inherit one."""
-    return _engine_for_process(raw_url, os.getpid())
+    key = (raw_url, os.getpid())
+    if key not in _engines:
+        _engines[key] = create_engine(raw_url)
+    return _engines[key]
+
+
+def release_engines() -> None:
+    """Close the connections `engine_for` opened in this process (after an inline run, or in tests)."""
+    for key in [k for k in _engines if k[1] == os.getpid()]:
+        _engines.pop(key).dispose()
 
 
 def check_connection(engine: Engine) -> None:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from processor.config import Settings
-from processor.db import create_engine, normalise_url
+from processor.db import create_engine, normalise_url, release_engines
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -77,9 +77,7 @@ def db_url(request, tmp_path, server_engines) -> Iterator[str]:
     """A database URL on each backend, in a namespace of its own."""
     url, drop = _isolated_url(request.param, tmp_path, server_engines)
     yield url
-    from processor.db import _engine_for_process
-
-    _engine_for_process.cache_clear()
+    release_engines()
     drop()
 
 
@@ -87,6 +85,7 @@ def db_url(request, tmp_path, server_engines) -> Iterator[str]:
 def postgres_url(tmp_path, server_engines) -> Iterator[str]:
     url, drop = _isolated_url("postgres", tmp_path, server_engines)
     yield url
+    release_engines()
     drop()
 
 
@@ -94,21 +93,22 @@ def postgres_url(tmp_path, server_engines) -> Iterator[str]:
 def mysql_url(tmp_path, server_engines) -> Iterator[str]:
     url, drop = _isolated_url("mysql", tmp_path, server_engines)
     yield url
+    release_engines()
     drop()
 
 
 @pytest.fixture
 def engine_of():
-    """engine_of(url) -> a test-side engine, disposed at the end of the test."""
-    engines: list[sa.Engine] = []
+    """engine_of(url) -> a test-side engine (one per URL), disposed at the end of the test."""
+    engines: dict[str, sa.Engine] = {}
 
     def make(url: str) -> sa.Engine:
-        engine = create_engine(url)
-        engines.append(engine)
-        return engine
+        if url not in engines:
+            engines[url] = create_engine(url)
+        return engines[url]
 
     yield make
-    for engine in engines:
+    for engine in engines.values():
         engine.dispose()
 
 

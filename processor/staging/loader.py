@@ -20,10 +20,10 @@ from sqlalchemy.engine import Engine
 
 from .. import ledger
 from ..config import Settings
-from ..db import check_connection, create_engine, dialect_family
+from ..db import check_connection, create_engine, dialect_family, release_engines
 from ..parallel import run_tasks
 from ..schema import normalise_name, table_name_for
-from ..sources import SourceFile, discover
+from ..sources import Discovery, SourceFile, discover
 from .files import file_fingerprint
 from .plan import TablePlan, overrides_by_table, plan_table
 from .profile import FileProfile, profile_file
@@ -63,9 +63,19 @@ class Profiled:
 
 def load(settings: Settings, engine: Engine | None = None, progress: Progress | None = None) -> LoadReport:
     """Stage every matching file; raises SourceError, ConfigError or DatabaseError before any load starts."""
-    started = time.monotonic()
     discovery = discover(settings.src_data_folder, settings.src_file_name)
+    own = engine is None
     engine = engine or create_engine(settings.dest_sql)
+    try:
+        return _load(settings, engine, discovery, progress)
+    finally:
+        release_engines()  # the inline worker's
+        if own:
+            engine.dispose()
+
+
+def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Progress | None) -> LoadReport:
+    started = time.monotonic()
     check_connection(engine)
     ledger.ensure(engine)
     report = LoadReport(run_id=str(uuid.uuid4()), matches=discovery.matches, workers=settings.load_workers)

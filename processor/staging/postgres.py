@@ -52,7 +52,9 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
 def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> None:
     """COPY rows that were already checked (None is NULL); raises DataProblem or Disconnected."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    # Every value quoted: a bare \r would otherwise end the row (csv only quotes what the line
+    # terminator holds). None is then "" too, which FORCE_NULL turns back into NULL.
+    csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
     data = io.BytesIO(buffer.getvalue().encode("utf-8", errors="surrogateescape"))
     _copy(conn, _copy_sql(conn, target, _CLEAN, "UTF8"), data)
 
