@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .errors import ConfigError, DatabaseError
@@ -107,9 +109,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    # IMMEDIATE takes the write lock up front: workers queue for it (busy timeout) instead of
-    # failing when two read transactions both try to upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A writing transaction takes the write lock up front (IMMEDIATE): workers queue for it
+    # (busy timeout) instead of failing when two readers both try to upgrade. Readers do not wait.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writes") else "BEGIN")
 
 
 def _mysql_session(dbapi_connection, _record) -> None:
@@ -136,6 +138,13 @@ def release_engines() -> None:
     """Close the connections `engine_for` opened in this process (after an inline run, or in tests)."""
     for key in [k for k in _engines if k[1] == os.getpid()]:
         _engines.pop(key).dispose()
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes (committed on success, rolled back on error)."""
+    with engine.connect().execution_options(writes=True) as conn, conn.begin():
+        yield conn
 
 
 def check_connection(engine: Engine) -> None:

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .db import writing
+
 FILES_TABLE = "_processor_files"
 REJECTS_TABLE = "_processor_rejects"
 PATH_LENGTH = 700  # indexable in MySQL's utf8mb4 (3072 bytes)
@@ -90,7 +92,7 @@ def now() -> datetime:
 
 def ensure(engine: Engine) -> None:
     """Create the ledger tables when missing."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         metadata.create_all(conn, checkfirst=True)
 
 
@@ -118,7 +120,7 @@ def _upsert(conn: Connection, path: str, values: dict) -> None:
 
 def mark_loading(engine: Engine, path: str, table: str, size: int, run_id: str) -> None:
     """Note that a file is being loaded (committed at once, so a crash shows where it stopped)."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         values = {"status": LOADING, "error": None, "started_at": now(), "finished_at": None, "run_id": run_id}
         if not conn.execute(sa.update(files).where(files.c.path == path).values(**values)).rowcount:
             conn.execute(sa.insert(files).values(path=path, table_name=table, size=size, **values))
@@ -157,7 +159,7 @@ def record_attempt(
     engine: Engine, path: str, table: str, size: int, status: str, error: str | None, rejected: int, run_id: str
 ) -> None:
     """Record an attempt that loaded nothing (failed, empty file); what the table held before is kept."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         stamp = now()
         values = {"status": status, "error": error, "rows_rejected": rejected, "finished_at": stamp, "run_id": run_id}
         if not conn.execute(sa.update(files).where(files.c.path == path).values(**values)).rowcount:
@@ -191,7 +193,7 @@ def replace_rejects(
 
 def mark_interrupted(engine: Engine, run_id: str) -> int:
     """Files still marked loading by this run were stopped; their transactions rolled back."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         return conn.execute(
             sa.update(files)
             .where(files.c.run_id == run_id, files.c.status == LOADING)
@@ -204,7 +206,7 @@ def mark_interrupted(engine: Engine, run_id: str) -> int:
 def forget(engine: Engine, tables: Iterable[str]) -> None:
     """Drop the ledger entries of tables being rebuilt (FULL_REFRESH)."""
     names = list(tables)
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         paths = sa.select(files.c.path).where(files.c.table_name.in_(names))
         conn.execute(sa.delete(rejects).where(rejects.c.path.in_(paths.scalar_subquery())))
         conn.execute(sa.delete(files).where(files.c.table_name.in_(names)))

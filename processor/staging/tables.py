@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..db import dialect_family
+from ..db import dialect_family, writing
 from ..schema import ColumnType, column_type_of, sql_type
 from .plan import TablePlan
 
@@ -54,7 +54,7 @@ def apply_plan(engine: Engine, plan: TablePlan, protected_view: str | None = Non
     """Create the table or bring it up to the plan; returns the schema changes made."""
     family = dialect_family(engine)
     changes: list[str] = []
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if plan.existing is None:
             table_object(plan.name, {c: plan.types[c] for c in plan.columns}, family).create(conn)
             return [f"created table {plan.name} ({len(plan.columns)} columns)"]
@@ -85,7 +85,7 @@ def widen(engine: Engine, table: str, needed: Mapping[str, ColumnType], protecte
     Returns the table's types afterwards. Safe when several workers widen the same table.
     """
     family = dialect_family(engine)
-    with engine.begin() as conn, _ddl_lock(conn, table, family):
+    with writing(engine) as conn, _ddl_lock(conn, table, family):
         current = reflect(conn, table) or {}
         changes = {
             c: current[c].join(t) for c, t in needed.items() if c in current and current[c].join(t) != current[c]
@@ -152,7 +152,7 @@ def drop_tables(engine: Engine, names: Iterable[str]) -> None:
     """Drop staging tables (FULL_REFRESH), dependent views included on PostgreSQL."""
     preparer = engine.dialect.identifier_preparer
     cascade = " CASCADE" if dialect_family(engine) == "postgresql" else ""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         for name in names:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote(name)}{cascade}")
 

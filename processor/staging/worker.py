@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import ledger
 from ..config import Settings
-from ..db import describe_db_error, dialect_family, engine_for
+from ..db import describe_db_error, dialect_family, engine_for, writing
 from ..ledger import Reject
 from ..redact import redact
 from ..schema import ColumnType, column_names
@@ -120,7 +120,7 @@ def _fail(engine: Engine | None, task: LoadTask, result: FileResult, reason: str
             engine, task.source.path, task.table, task.source.size, ledger.FAILED, reason, len(rejects), task.run_id
         )
         if rejects:
-            with engine.begin() as conn:
+            with writing(engine) as conn:
                 ledger.replace_rejects(conn, task.source.path, None, rejects, task.run_id, all_versions=False)
     except sa.exc.SQLAlchemyError as exc:
         log.error("could not record the failure of %s in the ledger: %s", task.source.path, describe_db_error(exc))
@@ -208,7 +208,7 @@ def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> None:
 
 
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         _begin(conn, writer, task, target)
         with open_binary(task.source) as raw:
             reader = HashingReader(raw)
@@ -240,7 +240,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
     )
     rejects: list[Reject] = []
     try:
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             _begin(conn, writer, task, target)
             with open_binary(task.source) as raw:
                 reader = HashingReader(raw)
