@@ -120,6 +120,8 @@ def _mysql_session(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO'")
     cursor.execute("SET SESSION time_zone = '+00:00'")
+    # No gap locks: parallel workers upserting ledger rows for new paths would deadlock on them.
+    cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     cursor.close()
 
 
