@@ -246,3 +246,18 @@ def test_infer_types_off_stages_text(tmp_path, db_url, make_settings, engine_of)
 
     with engine_of(db_url).connect() as conn:
         assert reflect(conn, "t") == {"n": TEXT}
+
+
+def test_a_rerun_skips_unchanged_compressed_files_and_zip_members(tmp_path, db_url, make_settings):
+    import gzip
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.csv.gz").write_bytes(gzip.compress(b"id\n1\n2\n"))
+    with zipfile.ZipFile(src / "dump.zip", "w") as archive:
+        archive.writestr("q1/b.csv", "id\n3\n")
+    first = run_load(make_settings, src, db_url)
+    second = run_load(make_settings, src, db_url)
+    assert [f.status for f in first.files] == ["loaded", "loaded"]
+    assert [f.status for f in second.files] == ["skipped", "skipped"]

@@ -222,7 +222,10 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
     return _Outcome(rows, 0, writer.NAME)
 
 
-def _record(conn: Connection, task: LoadTask, fingerprint: str, rows: int, rejects: list[Reject]) -> None:
+def _record(conn: Connection, task: LoadTask, streamed: str, rows: int, rejects: list[Reject]) -> None:
+    # A source with a fingerprint of its own (a zip member's CRC, a remote ETag) is known by it, so a
+    # later run can tell it unchanged without reading it; other files by the hash of their bytes.
+    fingerprint = task.source.fingerprint or streamed
     ledger.record_loaded(
         conn, task.source.path, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id
     )
