@@ -1,0 +1,112 @@
+"""Cut one big file into byte ranges at true row boundaries, so several workers can load it.
+
+One sequential pass counts quotes: in CSV a line break ends a row exactly when an even number of
+quote characters came before it (a doubled quote inside a quoted field adds two). Each cut is the
+first row boundary after its target offset. The same pass hashes the bytes and counts line
+breaks, so every range knows the line its first row is on and the ledger gets the file's
+fingerprint without a second read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes [start, end) of a file holding whole rows; `first_line` is the line its first row starts on."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    fingerprint: str
+    ranges: tuple[ByteRange, ...]
+
+
+def plan_split(raw: BinaryIO, size: int, parts: int, header: bool) -> SplitPlan | None:
+    """About `parts` ranges of the rows after the header; None when fewer than two safe cuts exist."""
+    scan = _Scan(size, parts, header)
+    while chunk := raw.read(CHUNK):
+        scan.feed(chunk)
+    if scan.header_end is None:
+        return None
+    starts = [(scan.header_end, 2 if header else 1), *scan.cuts]
+    ends = [offset for offset, _ in scan.cuts] + [scan.offset]
+    ranges = tuple(ByteRange(start, end, line) for (start, line), end in zip(starts, ends, strict=True) if end > start)
+    return SplitPlan("sha256:" + scan.hash.hexdigest(), ranges) if len(ranges) > 1 else None
+
+
+class _Scan:
+    def __init__(self, size: int, parts: int, header: bool):
+        self.hash = hashlib.sha256()
+        self.offset = 0  # bytes fed before the current chunk
+        self.quotes = 0
+        self.breaks = 0  # line breaks so far: \n, \r and \r\n each count once
+        self.last_was_cr = False
+        self.header_end: int | None = None if header else 0
+        self.targets = deque(size * i // parts for i in range(1, parts))
+        self.want: int | None = 0 if header else self._next_target(0)
+        self.cuts: list[tuple[int, int]] = []  # (offset of the first byte of a range, its first line)
+
+    def _next_target(self, position: int) -> int | None:
+        while self.targets and self.targets[0] <= position:
+            self.targets.popleft()
+        return self.targets.popleft() if self.targets else None
+
+    def feed(self, chunk: bytes) -> None:
+        self.hash.update(chunk)
+        position = 0
+        while position < len(chunk):
+            if self.want is None or self.want >= self.offset + len(chunk):
+                self._count(chunk[position:])
+                break
+            if self.offset + position < self.want:
+                self._count(chunk[position : self.want - self.offset])
+                position = self.want - self.offset
+            end = _after_break(chunk, position)
+            self._count(chunk[position:end])
+            if end == len(chunk) and not chunk.endswith(b"\n"):
+                self.want = self.offset + end  # no complete line break here: keep looking in the next chunk
+                break
+            position = end
+            if self.quotes % 2 == 0:
+                self._cut(self.offset + position)
+        self.offset += len(chunk)
+
+    def _cut(self, at: int) -> None:
+        if self.header_end is None:
+            self.header_end = at
+        else:
+            self.cuts.append((at, self.breaks + 1))
+        self.want = self._next_target(at)
+
+    def _count(self, piece: bytes) -> None:
+        if not piece:
+            return
+        self.quotes += piece.count(b'"')
+        self.breaks += piece.count(b"\n") + piece.count(b"\r") - piece.count(b"\r\n")
+        if self.last_was_cr and piece[:1] == b"\n":
+            self.breaks -= 1  # a \r\n split across two pieces
+        self.last_was_cr = piece[-1:] == b"\r"
+
+
+def _after_break(chunk: bytes, position: int) -> int:
+    """The offset just after the next line break (\\n, \\r\\n or \\r), or the end of the chunk."""
+    newline, carriage = chunk.find(b"\n", position), chunk.find(b"\r", position)
+    found = min((i for i in (newline, carriage) if i >= 0), default=-1)
+    if found < 0:
+        return len(chunk)
+    if chunk[found] == 13 and found + 1 < len(chunk) and chunk[found + 1] == 10:
+        return found + 2
+    if chunk[found] == 13 and found + 1 == len(chunk):
+        return len(chunk)  # a \r at the end: its \n may open the next chunk
+    return found + 1
