@@ -94,17 +94,23 @@ class Wanted:
     problems: list[RowProblem] = field(default_factory=list)
 
 
+def _number(value: Any, what: str) -> Decimal:
+    """A finite Decimal from Decimal, int, float or text; raises ValueError saying it is not `what`."""
+    try:
+        number = None if isinstance(value, bool) else Decimal(str(value).strip())
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite():
+        raise ValueError(f"{value!r} is not {what}")
+    return number
+
+
 def key_of(value: Any) -> str | None:
     """An id as key text: 42, 42.0, Decimal('42') and ' 42 ' give '42'; raises ValueError otherwise."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an id")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not an id") from None
-    if not number.is_finite() or number != number.to_integral_value():
+    number = _number(value, "an id")
+    if number != number.to_integral_value():
         raise ValueError(f"{value!r} is not a whole number")
     return str(int(number))
 
@@ -113,15 +119,7 @@ def money(value: Any) -> Decimal:
     """An amount rounded half-up to cents, from Decimal, float, int or text (None is 0); raises ValueError."""
     if value is None:
         return Decimal("0.00")
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an amount")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not an amount") from None
-    if not number.is_finite():
-        raise ValueError(f"{value!r} is not an amount")
-    return number.quantize(CENT, rounding=ROUND_HALF_UP)
+    return _number(value, "an amount").quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _text(value: Any) -> str:
