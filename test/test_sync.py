@@ -208,7 +208,7 @@ def test_a_spent_budget_stops_before_the_plan(pipedrive):
     report = sync(make_rows())
     assert report.exit_code == 6 and report.planned is None
     assert "stopped before the plan was made; nothing was written" in report.lines()
-    assert [r.status for r in fake.requests()] == [429]
+    assert [r.status for r in fake.requests()] in ([429], [429, 429])  # the two field look-ups go side by side
 
 
 def test_a_bad_token_stops_at_once(pipedrive, make_settings):
@@ -216,7 +216,7 @@ def test_a_bad_token_stops_at_once(pipedrive, make_settings):
     settings = make_settings(pipedrive_api_key="not-the-token", pipedrive_base_url=fake.url)
     report = sync_deals(settings, make_rows())
     assert report.exit_code == 6 and "401" in report.stopped
-    assert len(fake.requests()) == 1 and fake.persons() == []
+    assert [r.status for r in fake.requests()] in ([401], [401, 401]) and fake.persons() == []
 
 
 def test_a_rejected_deal_fails_alone_with_pipedrives_message(pipedrive):

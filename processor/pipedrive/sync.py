@@ -208,13 +208,12 @@ class _Sync:
         self.lock = threading.Lock()
 
     def run(self, wanted: Wanted) -> None:
-        self.key_fields = {
-            PERSONS.name: self._key_field(PERSONS, self.settings.pipedrive_person_key_field),
-            DEALS.name: self._key_field(DEALS, self.settings.pipedrive_deal_key_field),
-        }
-        persons = [person_have(item, self.key_fields["person"]) for item in self._list(PERSONS)]
-        deals = [deal_have(item, self.key_fields["deal"]) for item in self._list(DEALS)]
-        plan = make_plan(wanted, persons, deals)
+        with ThreadPoolExecutor(2, thread_name_prefix="pipedrive-list") as pool:  # persons and deals side by side
+            person_field = pool.submit(self._key_field, PERSONS, self.settings.pipedrive_person_key_field)
+            deal_field = pool.submit(self._key_field, DEALS, self.settings.pipedrive_deal_key_field)
+            self.key_fields = {PERSONS.name: person_field.result(), DEALS.name: deal_field.result()}
+            persons, deals = pool.submit(self._have, PERSONS, person_have), pool.submit(self._have, DEALS, deal_have)
+            plan = make_plan(wanted, persons.result(), deals.result())
         self._start(plan)
         if self.settings.sync_dry_run:
             self._count_dry_run(plan)
@@ -255,6 +254,10 @@ class _Sync:
         if key_field is None:  # dry run without the field: nothing of ours exists yet
             return []
         return self.client.iter_items(entity.path, {"custom_fields": key_field.code, **params})
+
+    def _have(self, entity: _Entity, convert: Callable[[dict[str, Any], KeyField], Any]) -> list:
+        """Everything of ours that Pipedrive holds for one entity, as comparable records."""
+        return [convert(item, self.key_fields[entity.name]) for item in self._list(entity)]
 
     def _start(self, plan: Plan) -> None:
         self.person_ids = dict(plan.person_ids)
