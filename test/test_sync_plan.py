@@ -252,6 +252,9 @@ def test_report_lines_say_what_happened():
     assert "requests: 4 GET, 6 POST; 0 answered 429; tokens used: 70" in text
     assert "failed deal 17: Validation failed: currency" in text
     assert "6 of 10 writes done, 3 remaining" in text
+    data = report.to_dict()
+    assert data["exit_code"] == 6 and data["deals"]["updated"] == 1
+    assert data["failures"] == [{"entity": "deal", "key": "17", "reason": "Validation failed: currency"}]
 
 
 def test_dry_run_lines_say_what_would_happen():

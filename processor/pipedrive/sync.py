@@ -16,6 +16,7 @@ what it did and what remains, and exits 6; the next run's listing finds what thi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -115,6 +116,10 @@ class SyncReport:
         if self.stopped:
             return SyncStopped.exit_code
         return 1 if self.failures else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (for SUMMARY_JSON)."""
+        return {**dataclasses.asdict(self), "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
 
     def lines(self) -> list[str]:
         """The report as short human lines."""
