@@ -126,3 +126,26 @@ def make_settings(tmp_path):
         return Settings(**base)
 
     return make
+
+
+# ---------------------------------------------------------------- the fake Pipedrive
+
+
+@pytest.fixture
+def pipedrive_fake():
+    """pipedrive_fake(**config) -> a started FakePipedrive on 127.0.0.1, stopped after the test.
+
+    Defaults are fast (a wide burst window, no latency, no faults); tests narrow what they test.
+    """
+    from pipedrive_fake import FakeConfig, FakePipedrive
+
+    fakes = []
+
+    def start(**config) -> FakePipedrive:
+        fake = FakePipedrive(FakeConfig(**{"burst_limit": 1000, "seed": 1, **config})).start()
+        fakes.append(fake)
+        return fake
+
+    yield start
+    for fake in fakes:
+        fake.stop()

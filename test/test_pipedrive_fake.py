@@ -1,0 +1,226 @@
+"""The fake Pipedrive behaves like the facts file says the real one does (checked over real HTTP)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import requests
+
+TOKEN = "fake-token"
+
+
+@pytest.fixture
+def api(pipedrive_fake):
+    """api(**config) -> (fake, session with the token)."""
+    sessions = []
+
+    def make(**config):
+        fake = pipedrive_fake(token=TOKEN, **config)
+        session = requests.Session()
+        session.headers["x-api-token"] = TOKEN
+        sessions.append(session)
+        return fake, session
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+def test_token_in_header_or_query_else_401(api):
+    fake, session = api()
+    assert session.get(fake.url + "/api/v2/persons").status_code == 200
+    assert requests.get(fake.url + "/api/v2/persons", params={"api_token": TOKEN}).status_code == 200
+    refused = requests.get(fake.url + "/api/v2/persons", headers={"x-api-token": "wrong"})
+    assert refused.status_code == 401
+    assert refused.json() == {"success": False, "error": "unauthorized access", "errorCode": 401}
+    assert all("api_token" not in r.query for r in fake.requests())
+
+
+def test_create_get_patch_delete_person(api):
+    fake, session = api()
+    created = session.post(fake.url + "/api/v2/persons", json={"name": "Zoë Łukasiewicz-Müller"})
+    assert created.status_code == 200
+    person = created.json()["data"]
+    assert (person["first_name"], person["last_name"]) == ("Zoë", "Łukasiewicz-Müller")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", person["add_time"])
+    url = f"{fake.url}/api/v2/persons/{person['id']}"
+    assert session.patch(url, json={"name": "Zoë Ł"}).json()["data"]["name"] == "Zoë Ł"
+    assert session.get(url).json()["data"]["name"] == "Zoë Ł"
+    assert session.delete(url).json()["data"] == {"id": person["id"]}
+    assert session.get(url).status_code == 404
+    assert fake.persons() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("deals", {"title": "t", "add_time": "2024-01-01 00:00:00"}, "Parameter 'add_time' is not allowed"),
+        ("deals", {"title": "t", "value": "12.5"}, "Parameter 'value' must be a number"),
+        ("deals", {"title": "t", "value": True}, "Parameter 'value' must be a number"),
+        ("deals", {"title": "t", "currency": "euro"}, "Parameter 'currency' must be a 3-letter"),
+        ("deals", {"title": "t", "person_id": "1"}, "Parameter 'person_id' must be an integer"),
+        ("deals", {"value": 1}, "Parameter 'title' is required"),
+        ("deals", {"title": "t", "lost_reason": "price"}, "only allowed when status is lost"),
+        ("persons", {"name": ""}, "Parameter 'name' must be a non-empty string"),
+        ("persons", {"name": "n", "custom_fields": {"0" * 40: "1"}}, "unknown custom field"),
+        ("persons", {"name": "n", "email": "a@b.c"}, "Parameter 'email' is not allowed"),
+    ],
+    ids=["unknown-key", "string-number", "bool-number", "bad-currency", "string-id", "no-title", "status-rule",
+         "empty-name", "unknown-custom-field", "v1-email-key"],
+)  # fmt: skip
+def test_strict_validation_answers_400_with_pipedrives_shape(api, path, body, message):
+    fake, session = api()
+    answer = session.post(f"{fake.url}/api/v2/{path}", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "ERR_SCHEMA_VALIDATION_FAILED"
+    assert answer.json()["success"] is False
+    assert message in answer.json()["error"]
+    assert fake.persons() == [] and fake.deals() == []
+
+
+def test_unknown_ids_and_persons_answer_404_or_400(api):
+    fake, session = api()
+    assert session.get(fake.url + "/api/v2/deals/99").status_code == 404
+    assert session.patch(fake.url + "/api/v2/deals/99", json={"title": "x"}).json()["error"] == "Entity was not found"
+    assert session.post(fake.url + "/api/v2/deals", json={"title": "x", "person_id": 42}).status_code == 400
+
+
+def test_custom_fields_have_40_hex_codes_and_typed_values(api):
+    fake, session = api()
+    field = session.post(fake.url + "/api/v2/dealFields", json={"field_name": "order_id", "field_type": "varchar"})
+    code = field.json()["data"]["field_code"]
+    assert re.fullmatch(r"[0-9a-f]{40}", code)
+    listed = session.get(fake.url + "/api/v2/dealFields").json()["data"]
+    assert [f["field_code"] for f in listed if f["is_custom_field"]] == [code]
+    wrong = session.post(fake.url + "/api/v2/deals", json={"title": "t", "custom_fields": {code: 7}})
+    assert wrong.status_code == 400
+    deal = session.post(fake.url + "/api/v2/deals", json={"title": "t", "value": 2401.2, "custom_fields": {code: "7"}})
+    assert deal.json()["data"]["custom_fields"] == {code: "7"}
+    assert fake.deals()[0]["value"] == 2401.2
+    assert (
+        session.post(fake.url + "/api/v2/dealFields", json={"field_name": "x", "field_type": "nope"}).status_code == 400
+    )
+
+
+def test_cursor_pages_cover_everything_once_and_limit_is_500(api):
+    fake, session = api()
+    for n in range(7):
+        fake.seed("persons", {"name": f"P {n}"})
+    seen, params = [], {"limit": 3}
+    while True:
+        body = session.get(fake.url + "/api/v2/persons", params=params).json()
+        seen += [p["id"] for p in body["data"]]
+        if body["additional_data"]["next_cursor"] is None:
+            break
+        params["cursor"] = body["additional_data"]["next_cursor"]
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 7
+    desc = session.get(fake.url + "/api/v2/persons", params={"limit": 5, "sort_direction": "desc"}).json()
+    rest = session.get(
+        fake.url + "/api/v2/persons",
+        params={"sort_direction": "desc", "cursor": desc["additional_data"]["next_cursor"]},
+    ).json()
+    assert [p["id"] for p in desc["data"] + rest["data"]] == sorted(seen, reverse=True)
+    assert session.get(fake.url + "/api/v2/persons", params={"limit": 501}).status_code == 400
+
+
+def test_custom_fields_param_and_updated_since_filter_the_list(api):
+    fake, session = api()
+    first, second = fake.add_field("persons", "customer_id"), fake.add_field("persons", "other")
+    fake.seed("persons", {"name": "A", "custom_fields": {first: "1", second: "x"}})
+    listed = session.get(fake.url + "/api/v2/persons", params={"custom_fields": first}).json()["data"]
+    assert listed[0]["custom_fields"] == {first: "1"}
+    assert session.get(fake.url + "/api/v2/persons", params={"custom_fields": "f" * 40}).status_code == 400
+    future = session.get(fake.url + "/api/v2/persons", params={"updated_since": "2999-01-01T00:00:00Z"})
+    assert future.json()["data"] == []
+    past = session.get(fake.url + "/api/v2/persons", params={"updated_since": "2000-01-01T00:00:00Z"})
+    assert len(past.json()["data"]) == 1
+
+
+def test_search_matches_custom_fields_exactly_ignoring_case_after_the_index_lag(api):
+    fake, session = api(index_lag=0.3)
+    code = fake.add_field("persons", "customer_id")
+    fake.seed("persons", {"name": "Ann", "custom_fields": {code: "AB12"}})
+    fake.seed("persons", {"name": "Bob", "custom_fields": {code: "AB123"}})
+    params = {"term": "ab12", "fields": "custom_fields", "exact_match": "true"}
+    assert session.get(fake.url + "/api/v2/persons/search", params=params).json()["data"]["items"] == []
+    time.sleep(0.35)
+    items = session.get(fake.url + "/api/v2/persons/search", params=params).json()["data"]["items"]
+    assert [(i["item"]["name"], i["item"]["custom_fields"]) for i in items] == [("Ann", ["AB12"])]
+    loose = session.get(fake.url + "/api/v2/persons/search", params={**params, "exact_match": "false"})
+    assert len(loose.json()["data"]["items"]) == 2
+    assert session.get(fake.url + "/api/v2/persons/search", params={"term": "a"}).status_code == 400
+    assert session.get(fake.url + "/api/v2/deals/search", params={"term": "ab", "fields": "name"}).status_code == 400
+
+
+def test_every_json_answer_carries_the_rate_limit_headers(api):
+    fake, session = api(daily_budget=1000)
+    answer = session.get(fake.url + "/api/v2/persons")
+    assert answer.headers["x-ratelimit-limit"] == "1000"
+    assert answer.headers["x-ratelimit-remaining"] == "999"
+    assert answer.headers["x-daily-ratelimit-token-limit"] == "1000"
+    assert answer.headers["x-daily-ratelimit-token-remaining"] == "990"
+    assert session.get(fake.url + "/api/v2/persons/1").headers["x-daily-ratelimit-token-remaining"] == "989"
+
+
+def test_burst_window_answers_429_then_blocks_a_client_that_keeps_sending(api):
+    fake, session = api(burst_limit=3, window=1.0, block_after=4, block_seconds=30)
+    statuses = [session.get(fake.url + "/api/v2/persons").status_code for _ in range(9)]
+    assert statuses == [200, 200, 200, 429, 429, 429, 429, 403, 403]
+    limited = fake.requests()[3]
+    assert limited.status == 429
+    blocked = session.get(fake.url + "/api/v2/persons")
+    assert blocked.status_code == 403 and "text/html" in blocked.headers["Content-Type"]
+    assert "x-ratelimit-remaining" not in blocked.headers
+
+
+def test_burst_window_frees_slots_as_it_rolls(api):
+    fake, session = api(burst_limit=2, window=0.3)
+    first = [session.get(fake.url + "/api/v2/persons") for _ in range(3)]
+    assert [a.status_code for a in first] == [200, 200, 429]
+    assert first[2].headers["x-ratelimit-remaining"] == "0" and first[2].headers["x-ratelimit-reset"] == "1"
+    time.sleep(0.35)
+    assert session.get(fake.url + "/api/v2/persons").status_code == 200
+
+
+def test_search_has_its_own_smaller_window(api):
+    fake, session = api(search_burst_limit=2, window=5.0)
+    params = {"term": "ab"}
+    statuses = [session.get(fake.url + "/api/v2/persons/search", params=params).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert session.get(fake.url + "/api/v2/persons").status_code == 200
+
+
+def test_daily_budget_answers_429_until_it_resets(api):
+    fake, session = api(daily_budget=25)
+    statuses = [session.get(fake.url + "/api/v2/deals").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert session.get(fake.url + "/api/v2/deals").headers["x-daily-ratelimit-token-remaining"] == "5"
+    assert session.get(fake.url + "/api/v2/deals/1").status_code == 404  # 1 token still fits
+    fake.reset_budget()
+    assert session.get(fake.url + "/api/v2/deals").status_code == 200
+
+
+def test_drop_after_commit_keeps_the_write_and_answers_nothing(api):
+    fake, session = api(drop_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        session.post(fake.url + "/api/v2/persons", json={"name": "Kept"}, timeout=5)
+    assert [p["name"] for p in fake.persons()] == ["Kept"]
+    assert fake.writes()[0].dropped
+    assert session.get(fake.url + "/api/v2/persons").status_code == 200  # reads are answered
+
+
+def test_injected_errors_are_5xx_and_only_524_commits(api):
+    fake, session = api(error_rate=1.0, seed=3)
+    statuses = {session.post(fake.url + "/api/v2/persons", json={"name": f"P{n}"}).status_code for n in range(30)}
+    assert statuses == {500, 503, 524}
+    committed = sum(1 for r in fake.writes() if r.status == 524)
+    assert len(fake.persons()) == committed > 0
+
+
+def test_latency_is_added_to_every_request(api):
+    fake, session = api(latency=0.2)
+    started = time.monotonic()
+    session.get(fake.url + "/api/v2/persons")
+    assert time.monotonic() - started >= 0.2

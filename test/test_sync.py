@@ -1,0 +1,296 @@
+"""End to end: sync_deals / run_sync against the fake Pipedrive; assertions read what the fake holds."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from processor.pipedrive.client import PipedriveClient, RateLimiter, RetryPolicy
+from processor.pipedrive.sync import run_sync, sync_deals
+
+TOKEN = "pd-secret-7f3a9c21e5b4"
+FAST = RetryPolicy(base=0.01, cap=0.05)
+FIRST = ("Zoë", "José", "Aoife", "Martin", "Siobhán", "Björn", "Ana María")
+LAST = ("Łukasiewicz-Müller", "D'Ángelo", "O'Brien", "Ñúñez", "P.", "Smith", "Nuño")
+
+
+def make_rows(customers: int = 8, orders: int = 20) -> list[dict]:
+    """A view: orders spread over customers (customer 1 has several), order 2 with a bonus value of 2401.20."""
+    rows = []
+    for order_id in range(1, orders + 1):
+        customer_id = (order_id - 1) % customers + 1
+        first, last = FIRST[customer_id % len(FIRST)], f"{LAST[customer_id % len(LAST)]}{customer_id}"
+        value = Decimal("2401.20") if order_id == 2 else Decimal(order_id * 37) + Decimal("0.05")
+        rows.append(
+            {
+                "order_id": order_id,
+                "customer_id": customer_id,
+                "first_name": first,
+                "last_name": last,
+                "title": f"{last} {first}",
+                "order_date": None,
+                "status": "completed",
+                "payment_count": 1,
+                "amount": value,
+                "bonus": Decimal("400.20") if order_id == 2 else Decimal("0"),
+                "value": value,
+                "currency": "EUR",
+            }
+        )
+    return rows
+
+
+@pytest.fixture
+def pipedrive(pipedrive_fake, make_settings):
+    """pipedrive(rows, **fake_config) -> (fake, sync) where sync(rows, **settings) runs one sync with a fresh client."""
+
+    def start(**config):
+        fake = pipedrive_fake(token=TOKEN, **config)
+        window = config.get("window", 2.0)
+
+        def sync(rows, **settings):
+            chosen = make_settings(
+                pipedrive_api_key=TOKEN, pipedrive_base_url=fake.url, pipedrive_timeout=5, **settings
+            )
+            client = PipedriveClient(chosen, policy=FAST, limiter=RateLimiter(window=window))
+            try:
+                return sync_deals(chosen, rows, client=client)
+            finally:
+                client.close()
+
+        return fake, sync
+
+    return start
+
+
+def held(fake) -> tuple[dict, dict]:
+    """Pipedrive's persons and deals by our key; fails on any duplicate key."""
+    person_code, deal_code = fake.field_code("persons", "customer_id"), fake.field_code("deals", "order_id")
+    persons = Counter(p["custom_fields"][person_code] for p in fake.persons())
+    deals = Counter(d["custom_fields"][deal_code] for d in fake.deals())
+    assert [k for k, n in persons.items() if n > 1] == [] and [k for k, n in deals.items() if n > 1] == []
+    return (
+        {p["custom_fields"][person_code]: p for p in fake.persons()},
+        {d["custom_fields"][deal_code]: d for d in fake.deals()},
+    )
+
+
+def assert_holds(fake, rows) -> None:
+    """Pipedrive holds exactly one person per customer and one deal per row, as the view says."""
+    persons, deals = held(fake)
+    assert set(persons) == {str(r["customer_id"]) for r in rows}
+    assert set(deals) == {str(r["order_id"]) for r in rows}
+    for r in rows:
+        deal, person = deals[str(r["order_id"])], persons[str(r["customer_id"])]
+        assert deal["title"] == r["title"]
+        assert Decimal(str(deal["value"])) == r["value"]
+        assert deal["currency"] == r["currency"]
+        assert deal["person_id"] == person["id"]
+        assert person["name"] == f"{r['first_name']} {r['last_name']}"
+
+
+def test_first_sync_creates_one_person_per_customer_and_one_deal_per_row(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows()
+    report = sync(rows)
+    assert_holds(fake, rows)
+    _, deals = held(fake)
+    assert deals["2"]["value"] == 2401.2
+    assert (report.persons.created, report.deals.created, report.exit_code) == (8, 20, 0)
+    assert Counter(r.method for r in fake.writes()) == {"POST": 2 + 8 + 20}  # two key fields, then one per record
+
+
+def test_second_run_sends_no_writes(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows()
+    sync(rows)
+    fake.clear_log()
+    report = sync(rows)
+    assert fake.writes() == []
+    assert [r.path for r in fake.requests()] == [
+        "/api/v2/personFields",
+        "/api/v2/dealFields",
+        "/api/v2/persons",
+        "/api/v2/deals",
+    ]
+    assert (report.persons.unchanged, report.deals.unchanged, report.exit_code) == (8, 20, 0)
+
+
+def test_a_changed_payment_updates_exactly_that_deal(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows()
+    sync(rows)
+    _, before = held(fake)
+    rows[4]["value"] = Decimal("9999.99")
+    fake.clear_log()
+    report = sync(rows)
+    assert [(r.method, r.path, r.body) for r in fake.writes()] == [
+        ("PATCH", f"/api/v2/deals/{before['5']['id']}", {"value": 9999.99})
+    ]
+    assert_holds(fake, rows)
+    assert (report.deals.updated, report.deals.unchanged) == (1, 19)
+
+
+def test_a_new_order_creates_exactly_one_deal(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows()
+    sync(rows)
+    rows.append({**rows[0], "order_id": 21, "value": Decimal("12.30")})
+    fake.clear_log()
+    report = sync(rows)
+    assert [(r.method, r.path) for r in fake.writes()] == [("POST", "/api/v2/deals")]
+    assert_holds(fake, rows)
+    assert (report.deals.created, report.persons.created) == (1, 0)
+
+
+def test_faults_leave_no_duplicates_and_nothing_missing(pipedrive):
+    fake, sync = pipedrive(error_rate=0.05, drop_rate=0.02, seed=7)
+    rows = make_rows(customers=40, orders=160)
+    report = sync(rows)
+    assert_holds(fake, rows)
+    log = fake.requests()
+    assert any(r.dropped and r.method == "POST" for r in log), "the seed should drop at least one create"
+    assert any(r.status == 524 and r.method == "POST" for r in log), "the seed should commit at least one 524"
+    assert report.exit_code == 0, report.lines()
+    assert (report.persons.created, report.deals.created) == (40, 160)
+
+
+def test_every_lost_create_is_found_instead_of_sent_again(pipedrive):
+    fake, sync = pipedrive(drop_rate=1.0)
+    rows = make_rows(customers=3, orders=6)
+    report = sync(rows)
+    assert_holds(fake, rows)
+    posts = Counter(r.path for r in fake.writes())
+    assert posts == {"/api/v2/personFields": 1, "/api/v2/dealFields": 1, "/api/v2/persons": 3, "/api/v2/deals": 6}
+    assert report.exit_code == 0
+
+
+def test_a_tight_burst_limit_is_respected(pipedrive):
+    fake, sync = pipedrive(burst_limit=6, window=0.5, block_after=3)
+    rows = make_rows(customers=6, orders=14)
+    report = sync(rows, parallel_process_number=6)
+    statuses = Counter(r.status for r in fake.requests())
+    assert statuses[403] == 0
+    assert statuses[429] <= 2
+    assert report.rate_limited == statuses[429]
+    assert_holds(fake, rows)
+
+
+def test_an_exhausted_budget_stops_cleanly_and_the_next_run_finishes(pipedrive):
+    fields_and_lists = 2 * (10 + 5) + 2 * 10
+    fake, sync = pipedrive(daily_budget=10_000)
+    fake.spend(10_000 - fields_and_lists - 7 * 5)  # other integrations used the rest of today's budget
+    rows = make_rows()
+    report = sync(rows)
+    assert report.exit_code == 6
+    assert "budget" in report.stopped
+    assert 4 <= report.done <= 7  # what fits; a race between workers may leave a write or two unbooked
+    assert report.done + report.remaining == report.planned == 28
+    assert len(fake.persons()) + len(fake.deals()) == report.done
+    assert f"{report.done} of 28 writes done, {report.remaining} remaining; run again to finish" in report.lines()
+    assert [
+        (r.method, r.path, r.status) for r in fake.requests() if r.status in (429, 403)
+    ] == []  # stopped before Pipedrive had to refuse
+
+    fake.reset_budget()
+    again = sync(rows)
+    assert again.exit_code == 0
+    assert_holds(fake, rows)
+    assert (again.persons.unchanged + again.deals.unchanged, again.done) == (report.done, report.remaining)
+
+
+def test_a_spent_budget_stops_before_the_plan(pipedrive):
+    fake, sync = pipedrive(daily_budget=5)
+    report = sync(make_rows())
+    assert report.exit_code == 6 and report.planned is None
+    assert "stopped before the plan was made; nothing was written" in report.lines()
+    assert [r.status for r in fake.requests()] in ([429], [429, 429])  # the two field look-ups go side by side
+
+
+def test_a_bad_token_stops_at_once(pipedrive, make_settings):
+    fake, _ = pipedrive()
+    settings = make_settings(pipedrive_api_key="not-the-token", pipedrive_base_url=fake.url)
+    report = sync_deals(settings, make_rows())
+    assert report.exit_code == 6 and "401" in report.stopped
+    assert [r.status for r in fake.requests()] in ([401], [401, 401]) and fake.persons() == []
+
+
+def test_a_rejected_deal_fails_alone_with_pipedrives_message(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows()
+    rows[3]["currency"] = "euro"
+    report = sync(rows)
+    assert report.exit_code == 1
+    assert [(f.entity, f.key) for f in report.failures] == [("deal", "4")]
+    assert "Validation failed: currency" in report.failures[0].reason
+    assert (report.deals.created, report.deals.failed) == (19, 1)
+    _, deals = held(fake)
+    assert "4" not in deals and len(deals) == 19
+
+
+def test_deals_not_in_the_view_are_left_alone(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows(customers=2, orders=3)
+    sync(rows)
+    code = fake.field_code("deals", "order_id")
+    fake.seed("deals", {"title": "Old order", "value": 5, "custom_fields": {code: "999"}})
+    fake.seed("deals", {"title": "Made by hand"})
+    fake.clear_log()
+    report = sync(rows)
+    assert report.deals_not_in_view == 2 and fake.writes() == []
+    assert {d["title"] for d in fake.deals()} >= {"Old order", "Made by hand"}
+
+
+def test_dry_run_sends_no_writes(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows()
+    report = sync(rows, sync_dry_run=True)
+    assert fake.writes() == [] and fake.persons() == [] and fake.deals() == []
+    assert (report.persons.created, report.deals.created, report.remaining) == (8, 20, 28)
+    sync(rows)
+    rows[0]["value"] = Decimal("1.00")
+    fake.clear_log()
+    report = sync(rows, sync_dry_run=True)
+    assert fake.writes() == []
+    assert (report.deals.updated, report.deals.unchanged) == (1, 19)
+    assert report.lines()[0] == "dry run: nothing written"
+
+
+def test_the_api_key_appears_in_no_output(pipedrive, make_settings, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    fake, sync = pipedrive(error_rate=0.1, drop_rate=0.1, seed=3)
+    rows = make_rows()
+    rows[1]["currency"] = "euro"
+    reports = [sync(rows), sync(rows, sync_dry_run=True)]
+    wrong = make_settings(pipedrive_api_key="wrong-secret-key-123", pipedrive_base_url=fake.url)
+    reports.append(sync_deals(wrong, rows))
+    text = "\n".join(["\n".join(r.lines()) + repr(r) for r in reports] + [caplog.text, *capsys.readouterr()])
+    assert "failed deal 2" in text and "401" in text  # the output does say things
+    assert TOKEN not in text and "wrong-secret-key-123" not in text
+    assert TOKEN not in repr(make_settings(pipedrive_api_key=TOKEN))
+
+
+def test_run_sync_reads_the_deals_view(pipedrive, make_settings, engine_of, tmp_path):
+    fake, _ = pipedrive()
+    url = f"sqlite:///{tmp_path / 'view.db'}"
+    engine = engine_of(url)
+    table = sa.Table(
+        "deals",
+        sa.MetaData(),
+        *(sa.Column(name, sa.Integer) for name in ("order_id", "customer_id", "payment_count")),
+        *(sa.Column(name, sa.Text) for name in ("first_name", "last_name", "title", "status", "currency")),
+        sa.Column("order_date", sa.Date),
+        *(sa.Column(name, sa.Numeric(12, 2)) for name in ("amount", "bonus", "value")),
+    )
+    rows = make_rows()
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(table.insert(), rows)
+    settings = make_settings(dest_sql=url, pipedrive_api_key=TOKEN, pipedrive_base_url=fake.url)
+    report = run_sync(settings, engine)
+    assert report.exit_code == 0
+    assert_holds(fake, rows)
