@@ -56,7 +56,7 @@ def test_ranges_hold_whole_rows_and_know_their_first_line(table, parts, chunk, t
 
 
 def test_a_quoted_newline_is_never_a_cut():
-    data = b'a,b\n' + b'1,"x\ny"\n' * 1000
+    data = b"a,b\n" + b'1,"x\ny"\n' * 1000
     plan = plan_split(io.BytesIO(data), len(data), 4, header=True)
     assert plan is not None and len(plan.ranges) == 4
     for byte_range in plan.ranges:
