@@ -170,10 +170,18 @@ def replace_rejects(
     conn: Connection, path: str, content_hash: str | None, found: Iterable[Reject], run_id: str, all_versions: bool
 ) -> None:
     """Store a file's rejects, dropping those of earlier attempts (of every version, or of this one)."""
-    condition = files_path = rejects.c.path == path
+    forget_rejects(conn, path, None if all_versions else content_hash, all_versions)
+    add_rejects(conn, path, content_hash, found, run_id)
+
+
+def forget_rejects(conn: Connection, path: str, content_hash: str | None = None, all_versions: bool = True) -> None:
+    condition = rejects.c.path == path
     if not all_versions:
-        condition = sa.and_(files_path, rejects.c.content_hash == content_hash)
+        condition = sa.and_(condition, rejects.c.content_hash == content_hash)
     conn.execute(sa.delete(rejects).where(condition))
+
+
+def add_rejects(conn: Connection, path: str, content_hash: str | None, found: Iterable[Reject], run_id: str) -> None:
     stamp = now()
     batch = [
         {
@@ -189,6 +197,11 @@ def replace_rejects(
     ]
     if batch:
         conn.execute(sa.insert(rejects), batch)
+
+
+def clear_rows(conn: Connection, path: str) -> None:
+    """Note that the table holds no row of this file any more (its rows were just removed)."""
+    conn.execute(sa.update(files).where(files.c.path == path).values(content_hash=None, rows_loaded=0))
 
 
 def mark_interrupted(engine: Engine, run_id: str) -> int:

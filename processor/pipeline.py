@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .config import Settings
 from .db import create_engine
+from .pipedrive import SyncReport, run_sync
 from .staging.loader import Progress, load
 from .staging.report import LoadReport
 
@@ -17,24 +18,32 @@ STEPS = ("all", "load", "transform", "sync")
 
 @dataclass
 class RunReport:
-    """The reports of the stages that ran."""
+    """The reports of the stages that ran, and notes on the ones that did not."""
 
     load: LoadReport | None = None
+    sync: SyncReport | None = None
     notes: list[str] = field(default_factory=list)
+
+    def _reports(self) -> list:
+        return [report for report in (self.load, self.sync) if report is not None]
 
     @property
     def exit_code(self) -> int:
-        codes = [report.exit_code for report in (self.load,) if report is not None]
-        return max(codes, default=0)
+        return max((report.exit_code for report in self._reports()), default=0)
 
     def to_dict(self) -> dict:
-        return {"exit_code": self.exit_code, "load": self.load.to_dict() if self.load else None}
+        return {
+            "exit_code": self.exit_code,
+            "load": self.load.to_dict() if self.load else None,
+            "sync": self.sync.to_dict() if self.sync else None,
+            "notes": self.notes,
+        }
 
     def lines(self) -> list[str]:
-        out = list(self.notes)
-        if self.load is not None:
-            out += self.load.lines()
-        return out
+        out: list[str] = []
+        for report in self._reports():
+            out += report.lines()
+        return out + self.notes
 
 
 def run(settings: Settings, step: str = "all", progress: Progress | None = None) -> RunReport:
@@ -44,6 +53,11 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
     try:
         if step in ("all", "load"):
             report.load = load(settings, engine, progress)
+        if step in ("all", "sync"):
+            if settings.pipedrive_api_key:
+                report.sync = run_sync(settings, engine)
+            else:
+                report.notes.append("sync: skipped, PIPEDRIVE_API_KEY is not set")
     finally:
         engine.dispose()
     return report

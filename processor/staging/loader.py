@@ -27,7 +27,9 @@ from ..sources import Discovery, SourceFile, discover
 from .files import file_fingerprint
 from .plan import TablePlan, overrides_by_table, plan_table
 from .profile import FileProfile, profile_file
+from .ranges import Assembler, parts_for, prepare, range_tasks
 from .report import LoadReport
+from .split import SplitPlan, plan_split
 from .tables import apply_plan, drop_tables, reflect
 from .worker import FileResult, LoadTask, load_file
 
@@ -48,6 +50,7 @@ class ProfileTask:
     source: SourceFile
     table: str
     entry: ledger.Entry | None
+    split_parts: int = 1
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Profiled:
     profile: FileProfile | None = None
     skip: str | None = None
     error: str | None = None
+    split: SplitPlan | None = None
 
 
 def load(settings: Settings, engine: Engine | None = None, progress: Progress | None = None) -> LoadReport:
@@ -85,7 +89,11 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
     entries = ledger.read(engine)
     if progress:
         progress.expect(len(discovery.files))
-    tasks = [ProfileTask(settings, s, routes[s.path], entries.get(s.path)) for s in discovery.files]
+    family = dialect_family(engine)
+    tasks = [
+        ProfileTask(settings, s, routes[s.path], entries.get(s.path), parts_for(s, settings, family))
+        for s in discovery.files
+    ]
     profiled = list(run_tasks(profile_source, tasks, settings.load_workers, _profile_crash, settings.secrets()))
     ready = _settle(engine, report, profiled, progress)
     plans = _plan(engine, settings, ready)
@@ -95,9 +103,13 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
         report.schema_changes += apply_plan(engine, plan, settings.deals_view)
     for change in report.schema_changes:
         log.info("schema: %s", change)
-    load_tasks = _load_tasks(settings, report.run_id, ready, plans, entries)
+    load_tasks, assembler = _load_tasks(engine, settings, report.run_id, ready, plans, entries)
     try:
         for result in run_tasks(load_file, load_tasks, settings.load_workers, _load_crash, settings.secrets()):
+            if result.path in assembler.expected:
+                result = assembler.add(next(t for t in load_tasks if t.source.path == result.path), result)
+                if result is None:
+                    continue
             report.files.append(result)
             report.schema_changes += result.changes
             if progress:
@@ -127,23 +139,35 @@ def profile_source(task: ProfileTask) -> Profiled:
     """Decide whether a file needs loading and, if so, profile it (runs in a worker)."""
     source = task.source
     try:
-        if _unchanged(task):
+        if task.split_parts < 2 and _unchanged(task, None):
             return Profiled(source, task.table, skip="unchanged since it was loaded")
         profile = profile_file(source, task.settings)
+        if not profile.header:
+            return Profiled(source, task.table, skip="empty file")
+        split = _split(task, profile)
     except (OSError, csv.Error, UnicodeError, zipfile.BadZipFile, EOFError) as exc:
         return Profiled(source, task.table, error=f"cannot read the file: {exc}")
-    if not profile.header:
-        return Profiled(source, task.table, skip="empty file")
-    return Profiled(source, task.table, profile=profile)
+    if split is not None and _unchanged(task, split.fingerprint):
+        return Profiled(source, task.table, skip="unchanged since it was loaded")
+    return Profiled(source, task.table, profile=profile, split=split if split and len(split.ranges) > 1 else None)
 
 
-def _unchanged(task: ProfileTask) -> bool:
+def _split(task: ProfileTask, profile: FileProfile) -> SplitPlan | None:
+    """For a big file: its ranges and fingerprint, from one pass over it."""
+    if task.split_parts < 2 or not profile.format.ascii_compatible:
+        return None
+    with open(task.source.location, "rb") as raw:
+        return plan_split(raw, task.source.size, task.split_parts, profile.format.header)
+
+
+def _unchanged(task: ProfileTask, fingerprint: str | None) -> bool:
+    """Whether the ledger already holds this content in this table (the fingerprint is read when not given)."""
     entry = task.entry
     if task.settings.full_refresh or entry is None or entry.status != ledger.LOADED:
         return False
     if entry.table_name != task.table or entry.size != task.source.size:
         return False
-    return file_fingerprint(task.source) == entry.content_hash
+    return (fingerprint or file_fingerprint(task.source)) == entry.content_hash
 
 
 def _profile_crash(task: ProfileTask, exc: BaseException) -> Profiled:
@@ -208,28 +232,42 @@ def _plan(engine: Engine, settings: Settings, ready: list[Profiled]) -> dict[str
 
 
 def _load_tasks(
+    engine: Engine,
     settings: Settings,
     run_id: str,
     ready: list[Profiled],
     plans: dict[str, TablePlan],
     entries: dict[str, ledger.Entry],
-) -> list[LoadTask]:
-    tasks = []
+) -> tuple[list[LoadTask], Assembler]:
+    """Tasks, largest first: one per file, or one per range of a file cut for several workers."""
+    tasks: list[LoadTask] = []
+    assembler = Assembler(engine, settings.max_errors)
     for item in ready:
         entry = entries.get(item.source.path)
-        previous = entry.table_name if entry is not None and entry.has_rows else None
+        # Whenever the ledger knows the file, rows of an earlier version or attempt may be in its table.
+        previous = entry.table_name if entry is not None else None
         profile = item.profile
-        tasks.append(
-            LoadTask(
-                settings,
-                item.source,
-                profile.format,
-                profile.header,
-                item.table,
-                profile.columns,
-                plans[item.table].pinned,
-                previous,
-                run_id,
-            )
+        task = LoadTask(
+            settings,
+            item.source,
+            profile.format,
+            profile.header,
+            item.table,
+            profile.columns,
+            plans[item.table].pinned,
+            previous,
+            run_id,
         )
-    return sorted(tasks, key=lambda t: t.source.size, reverse=True)
+        if item.split is None:
+            tasks.append(task)
+            continue
+        prepare(engine, task)
+        pieces = range_tasks(task, item.split)
+        assembler.expect(pieces)
+        tasks += pieces
+        log.info("%s: %d ranges for %d workers", item.source.path, len(pieces), settings.load_workers)
+    return sorted(tasks, key=_task_size, reverse=True), assembler
+
+
+def _task_size(task: LoadTask) -> int:
+    return task.byte_range.end - task.byte_range.start if task.byte_range else task.source.size

@@ -58,8 +58,8 @@ class _Lines:
         return False
 
 
-def read_records(stream: TextIO, fmt: CsvFormat, width: int | None = None) -> Iterator[Record]:
-    """Every record of the stream from its current position; line numbers start at 1.
+def read_records(stream: TextIO, fmt: CsvFormat, width: int | None = None, first_line: int = 1) -> Iterator[Record]:
+    """Every record of the stream from its current position, numbering lines from `first_line`.
 
     `width` is the expected number of fields: a record of another width that spans several lines
     is most likely an unterminated quote, so only its first line is rejected and the lines after
@@ -67,7 +67,7 @@ def read_records(stream: TextIO, fmt: CsvFormat, width: int | None = None) -> It
     """
     lines = _Lines(stream)
     reader = csv_reader(lines, fmt)
-    line = 1
+    line = first_line
     while True:
         lines.taken = []
         try:

@@ -10,7 +10,10 @@ fingerprint without a second read.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -33,7 +36,7 @@ class SplitPlan:
 
 
 def plan_split(raw: BinaryIO, size: int, parts: int, header: bool) -> SplitPlan | None:
-    """About `parts` ranges of the rows after the header; None when fewer than two safe cuts exist."""
+    """About `parts` ranges of the rows after the header (one when no safe cut exists); None without a header end."""
     scan = _Scan(size, parts, header)
     while chunk := raw.read(CHUNK):
         scan.feed(chunk)
@@ -42,7 +45,7 @@ def plan_split(raw: BinaryIO, size: int, parts: int, header: bool) -> SplitPlan 
     starts = [(scan.header_end, 2 if header else 1), *scan.cuts]
     ends = [offset for offset, _ in scan.cuts] + [scan.offset]
     ranges = tuple(ByteRange(start, end, line) for (start, line), end in zip(starts, ends, strict=True) if end > start)
-    return SplitPlan("sha256:" + scan.hash.hexdigest(), ranges) if len(ranges) > 1 else None
+    return SplitPlan("sha256:" + scan.hash.hexdigest(), ranges)
 
 
 class _Scan:
@@ -110,3 +113,34 @@ def _after_break(chunk: bytes, position: int) -> int:
     if chunk[found] == 13 and found + 1 == len(chunk):
         return len(chunk)  # a \r at the end: its \n may open the next chunk
     return found + 1
+
+
+class RangeReader(io.RawIOBase):
+    """Reads bytes [start, end) of a seekable file and nothing more."""
+
+    def __init__(self, handle: BinaryIO, byte_range: ByteRange):
+        super().__init__()
+        handle.seek(byte_range.start)
+        self._handle = handle
+        self._left = byte_range.end - byte_range.start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._handle.read(size) if size else b""
+        self._left -= len(data)
+        return data
+
+
+@contextmanager
+def open_range(location: str, byte_range: ByteRange) -> Iterator[BinaryIO]:
+    """The bytes of one range of a local file."""
+    with open(location, "rb") as handle:
+        yield RangeReader(handle, byte_range)

@@ -11,6 +11,7 @@ the process boundary.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import logging
 import random
 import time
@@ -31,6 +32,7 @@ from . import mysql, postgres, sqlite
 from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
+from .split import ByteRange, open_range
 from .tables import delete_file_rows, reflect, widen
 from .target import DataProblem, Disconnected, Target, first_line
 
@@ -54,6 +56,22 @@ class LoadTask:
     pinned: frozenset[str]
     previous_table: str | None
     run_id: str
+    byte_range: ByteRange | None = None  # one piece of a big file; the parent owns the file's ledger row
+
+    @property
+    def read_format(self) -> CsvFormat:
+        """The format of the bytes this task reads (a range has no header line)."""
+        return dataclasses.replace(self.format, header=False) if self.byte_range else self.format
+
+    @property
+    def first_line(self) -> int:
+        return self.byte_range.first_line if self.byte_range else 1
+
+    def open(self):
+        """The bytes this task loads: the whole file, or its range."""
+        if self.byte_range:
+            return open_range(self.source.location, self.byte_range)
+        return open_binary(self.source)
 
 
 @dataclass
@@ -98,8 +116,9 @@ def load_file(task: LoadTask) -> FileResult:
     engine = None
     try:
         engine = engine_for(task.settings.dest_sql)
-        ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
-        _check_header(task)
+        if task.byte_range is None:
+            ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
+            _check_header(task)
         outcome = _load_with_retries(engine, task, result)
         result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
     except _Failed as failed:
@@ -116,6 +135,10 @@ def _fail(engine: Engine | None, task: LoadTask, result: FileResult, reason: str
     if engine is None:
         return
     try:
+        if task.byte_range:  # the parent records the file once every range is back
+            with writing(engine) as conn:
+                ledger.add_rejects(conn, task.source.path, task.source.fingerprint, rejects, task.run_id)
+            return
         ledger.record_attempt(
             engine, task.source.path, task.table, task.source.size, ledger.FAILED, reason, len(rejects), task.run_id
         )
@@ -203,18 +226,18 @@ def _file_types(conn: Connection, task: LoadTask) -> tuple:
 
 def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> None:
     writer.begin(conn, target)
-    if task.previous_table:
+    if task.previous_table and task.byte_range is None:
         delete_file_rows(conn, task.previous_table, task.source.path)
 
 
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
     with writing(engine) as conn:
         _begin(conn, writer, task, target)
-        with open_binary(task.source) as raw:
+        with task.open() as raw:
             reader = HashingReader(raw)
-            if task.format.encoding == "utf-8-sig":
+            if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
                 reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
-            rows = writer.bulk(conn, target, reader, task.format)
+            rows = writer.bulk(conn, target, reader, task.read_format)
             reader.drain()
             if reader.last_line_has_open_quote(task.format):
                 raise DataProblem("the last line has a quote that may never close")
@@ -226,6 +249,9 @@ def _record(conn: Connection, task: LoadTask, streamed: str, rows: int, rejects:
     # A source with a fingerprint of its own (a zip member's CRC, a remote ETag) is known by it, so a
     # later run can tell it unchanged without reading it; other files by the hash of their bytes.
     fingerprint = task.source.fingerprint or streamed
+    if task.byte_range:
+        ledger.add_rejects(conn, task.source.path, fingerprint, rejects, task.run_id)
+        return
     ledger.record_loaded(
         conn, task.source.path, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id
     )
@@ -245,12 +271,11 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
     try:
         with writing(engine) as conn:
             _begin(conn, writer, task, target)
-            with open_binary(task.source) as raw:
+            with task.open() as raw:
                 reader = HashingReader(raw)
-                stream = text_stream(reader, task.format, errors="surrogateescape")
-                seen, loaded = _careful_rows(
-                    conn, writer, task, target, checker, read_records(stream, task.format, len(target.columns)), rejects
-                )
+                stream = text_stream(reader, task.read_format, errors="surrogateescape")
+                records = read_records(stream, task.read_format, len(target.columns), task.first_line)
+                seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
                 reader.drain()
             if checker.needed:
                 raise _NeedsWidening()
@@ -264,7 +289,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
 
 def _careful_rows(conn, writer, task, target, checker, records, rejects) -> tuple[int, int]:
     """Read every record, batch the good ones into the table; returns (rows seen, rows loaded)."""
-    if task.format.header:
+    if task.read_format.header:
         next(records, None)
     seen = loaded = 0
     batch: list = []
