@@ -1,6 +1,7 @@
-"""The executor: runs per-file tasks inline, in a local process pool, or (later) on a Dask cluster.
+"""The executor: runs per-file tasks inline, in a local process pool, or on a Dask cluster.
 
 Task functions take one picklable task and return a result; they never raise for a bad file.
+The executor is the only difference between the three: same tasks, same results.
 Each worker process builds its own database engine on first use (see `db.engine_for`), so no
 connection is ever shared across processes. Workers ignore Ctrl-C: the parent decides, and on
 an interrupt it terminates them, so their open transactions roll back in the database.
@@ -12,10 +13,14 @@ import logging
 import multiprocessing
 import signal
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
+
+from .config import Settings
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +47,27 @@ def _context():
 def run_tasks(
     function: Callable[[T], R],
     tasks: Iterable[T],
-    workers: int,
+    settings: Settings,
     on_crash: Callable[[T, BaseException], R],
-    secrets: list[str] | None = None,
 ) -> Iterator[R]:
-    """Results of `function` over `tasks`, in completion order; `workers <= 1` runs inline.
-
-    `on_crash(task, exc)` turns a worker that died (killed, out of memory) into a result.
-    """
+    """Results of `function` over `tasks`, in completion order: inline when LOAD_WORKERS=1, else on the
+    local pool or the Dask cluster of EXECUTOR. `on_crash(task, exc)` turns a worker that died into a result."""
     pending = list(tasks)
-    if workers <= 1 or len(pending) <= 1:
+    if settings.executor == "dask" and pending:
+        yield from _on_dask(function, pending, settings, on_crash)
+    elif settings.load_workers <= 1 or len(pending) <= 1:
         for task in pending:
             yield function(task)
-        return
+    else:
+        yield from _on_pool(function, pending, settings, on_crash)
+
+
+def _on_pool(function, pending: list, settings: Settings, on_crash) -> Iterator:
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(pending)),
+        max_workers=min(settings.load_workers, len(pending)),
         mp_context=_context(),
         initializer=_worker_init,
-        initargs=(logging.getLogger().level, secrets or []),
+        initargs=(logging.getLogger().level, settings.secrets()),
     )
     try:
         futures: dict[Future, Any] = {pool.submit(function, task): task for task in pending}
@@ -76,6 +84,35 @@ def run_tasks(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def _on_dask(function, pending: list, settings: Settings, on_crash) -> Iterator:
+    """The same tasks on a Dask distributed cluster; each worker process builds its own engine."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - distributed is in requirements.txt
+        raise ConfigError("EXECUTOR=dask needs the 'distributed' package") from None
+    try:
+        client = Client(settings.dask_scheduler_address, timeout=30, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {settings.dask_scheduler_address}: {exc}") from None
+    futures: list = []
+    try:
+        keys = [f"processor-{uuid.uuid4().hex}" for _ in pending]
+        futures = client.map(function, pending, pure=False, key=keys)
+        task_of = dict(zip(keys, pending, strict=True))
+        with client.as_current():
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as exc:  # the worker died (KilledWorker) or the task could not run there
+                    yield on_crash(task_of[future.key], exc)
+    except BaseException:
+        # Tasks already running on the cluster finish (each commits or rolls back whole); the rest never start.
+        client.cancel(futures)
+        raise
+    finally:
+        client.close()
 
 
 def terminate_workers() -> None:

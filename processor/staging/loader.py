@@ -94,7 +94,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
         ProfileTask(settings, s, routes[s.path], entries.get(s.path), parts_for(s, settings, family))
         for s in discovery.files
     ]
-    profiled = list(run_tasks(profile_source, tasks, settings.load_workers, _profile_crash, settings.secrets()))
+    profiled = list(run_tasks(profile_source, tasks, settings, _profile_crash))
     ready = _settle(engine, report, profiled, progress)
     plans = _plan(engine, settings, ready)
     for plan in plans.values():
@@ -105,7 +105,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
         log.info("schema: %s", change)
     load_tasks, assembler = _load_tasks(engine, settings, report.run_id, ready, plans, entries)
     try:
-        for result in run_tasks(load_file, load_tasks, settings.load_workers, _load_crash, settings.secrets()):
+        for result in run_tasks(load_file, load_tasks, settings, _load_crash):
             if result.path in assembler.expected:
                 result = assembler.add(next(t for t in load_tasks if t.source.path == result.path), result)
                 if result is None:
