@@ -56,8 +56,9 @@ class Image:
 
     def rewrite(self, text: str) -> str:
         """Absolute image paths in a command or value, moved under the stand-in root."""
-        return re.sub(r"(?<![\w.$])/(opt|app|tmp|usr/local/app)(?=[/\s:\"']|$)", lambda m: f"{self.root}/{m.group(1)}",
-                      text)
+        return re.sub(
+            r"(?<![\w.$])/(opt|app|tmp|usr/local/app)(?=[/\s:\"']|$)", lambda m: f"{self.root}/{m.group(1)}", text
+        )
 
     def copy(self, arguments: str) -> None:
         *sources, destination = shlex.split(arguments)
@@ -67,8 +68,9 @@ class Image:
             if not origin.exists():
                 raise SystemExit(f"Dockerfile: COPY {source} names nothing in the repository")
             if origin.is_dir():
-                shutil.copytree(origin, target, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    origin, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
             else:
                 final = target / origin.name if destination.endswith("/") or target.is_dir() else target
                 final.parent.mkdir(parents=True, exist_ok=True)
@@ -80,8 +82,12 @@ class Image:
             return
         command = self.rewrite(command).replace("python -m venv", f"{sys.executable} -m venv")
         print(f"  RUN {command}")
-        subprocess.run(["bash", "-euo", "pipefail", "-c", command], check=True, cwd=self.path("."),
-                       env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", command],
+            check=True,
+            cwd=self.path("."),
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )
 
     def set_env(self, arguments: str) -> None:
         for key, value in re.findall(r'(\w+)=("[^"]*"|\S+)', arguments):
@@ -131,23 +137,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="image-") as folder:
         image, cmd = build(REPO / "Dockerfile", Path(folder))
         port = free_port()
-        fake = subprocess.Popen([sys.executable, str(REPO / "test" / "pipedrive_fake.py"), "--port", str(port),
-                                 "--token", TOKEN], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        fake = subprocess.Popen(
+            [sys.executable, str(REPO / "test" / "pipedrive_fake.py"), "--port", str(port), "--token", TOKEN],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1.0)
-            env = {**image.env, "PIPEDRIVE_API_KEY": TOKEN, "PIPEDRIVE_BASE_URL": f"http://127.0.0.1:{port}",
-                   "PROGRESS": "0"}
+            env = {
+                **image.env,
+                "PIPEDRIVE_API_KEY": TOKEN,
+                "PIPEDRIVE_BASE_URL": f"http://127.0.0.1:{port}",
+                "PROGRESS": "0",
+            }
             program = shutil.which(cmd[0], path=env["PATH"]) or cmd[0]
             print(f"  CMD {cmd} in {image.workdir} with {sorted(env)}")
-            done = subprocess.run([program, *cmd[1:]], cwd=image.path("."), env=env, capture_output=True, text=True,
-                                  timeout=600)
+            done = subprocess.run(
+                [program, *cmd[1:]], cwd=image.path("."), env=env, capture_output=True, text=True, timeout=600
+            )
             print(done.stdout)
             if done.returncode != 0:
                 raise SystemExit(f"the container's CMD exited {done.returncode}:\n{done.stderr}")
             database = image.path("processor.db")
             with sqlite3.connect(database) as db:
-                counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                          for t in ("raw_customers", "raw_orders", "raw_payments", "deals")}
+                counts = {
+                    t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                    for t in ("raw_customers", "raw_orders", "raw_payments", "deals")
+                }
             held = fake_deals(port)
         finally:
             fake.terminate()

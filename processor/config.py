@@ -48,30 +48,25 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected 1/0, true/false, yes/no or on/off")
 
 
-def _int(minimum: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _number(kind: type, noun: str, minimum: float) -> Callable[[str], Any]:
+    def parse(raw: str):
         try:
-            value = int(raw.strip())
+            value = kind(raw.strip())
         except ValueError:
-            raise ValueError("expected a whole number") from None
+            raise ValueError(f"expected {noun}") from None
         if value < minimum:
-            raise ValueError(f"expected a whole number of at least {minimum}")
+            raise ValueError(f"expected {noun} of at least {minimum}")
         return value
 
     return parse
+
+
+def _int(minimum: int) -> Callable[[str], int]:
+    return _number(int, "a whole number", minimum)
 
 
 def _float(minimum: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError("expected a number") from None
-        if value < minimum:
-            raise ValueError(f"expected a number of at least {minimum}")
-        return value
-
-    return parse
+    return _number(float, "a number", minimum)
 
 
 def _decimal(raw: str) -> Decimal:

@@ -72,29 +72,27 @@ def _isolated_url(backend: str, tmp_path: Path, server_engines: dict) -> tuple[s
     return isolated.render_as_string(hide_password=False), drop
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request, tmp_path, server_engines) -> Iterator[str]:
-    """A database URL on each backend, in a namespace of its own."""
-    url, drop = _isolated_url(request.param, tmp_path, server_engines)
+def _namespace(backend: str, tmp_path: Path, server_engines: dict) -> Iterator[str]:
+    url, drop = _isolated_url(backend, tmp_path, server_engines)
     yield url
     release_engines()
     drop()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path, server_engines) -> Iterator[str]:
+    """A database URL on each backend, in a namespace of its own."""
+    yield from _namespace(request.param, tmp_path, server_engines)
 
 
 @pytest.fixture
 def postgres_url(tmp_path, server_engines) -> Iterator[str]:
-    url, drop = _isolated_url("postgres", tmp_path, server_engines)
-    yield url
-    release_engines()
-    drop()
+    yield from _namespace("postgres", tmp_path, server_engines)
 
 
 @pytest.fixture
 def mysql_url(tmp_path, server_engines) -> Iterator[str]:
-    url, drop = _isolated_url("mysql", tmp_path, server_engines)
-    yield url
-    release_engines()
-    drop()
+    yield from _namespace("mysql", tmp_path, server_engines)
 
 
 @pytest.fixture
