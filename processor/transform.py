@@ -89,10 +89,10 @@ class TransformReport:
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         lines = [
-            f"{self.kind} {self.relation}: {self.deals} deals worth {self.total_value:,.2f} {self.currency}, "
-            f"{self.bonus_deals} with a bonus",
-            f"left out: {self.orphan_orders} orders whose customer is missing, "
-            f"{self.orphan_payments} payments whose order is missing",
+            f"{self.kind} {self.relation}: {self.deals:,} deals worth {self.total_value:,.2f} {self.currency}, "
+            f"{self.bonus_deals:,} with a bonus",
+            f"left out: orders whose customer is missing: {self.orphan_orders:,}; "
+            f"payments whose order is missing: {self.orphan_payments:,}",
         ]
         if self.indexes_created:
             lines.append(f"indexes created: {', '.join(self.indexes_created)}")
