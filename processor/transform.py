@@ -60,6 +60,9 @@ REQUIRED = {
     "payments": ("PAYMENTS_TABLE", ("order_id", "amount")),
 }
 _NUMERIC_KINDS = {"integer", "decimal", "double"}
+# cents * numerator * 2 must fit in a BIGINT: with these bounds a payment may reach 46 million.
+MAX_RATE_PLACES = 6
+MAX_RATE = 1000
 
 
 @dataclass(frozen=True)
@@ -171,9 +174,18 @@ def _money(cents: sa.ColumnElement) -> sa.ColumnElement:
     return sa.cast(sa.cast(cents, MONEY) / 100, MONEY)
 
 
+def _rate_fraction(rate: Decimal) -> Fraction:
+    """BONUS_RATE as a fraction small enough for 64-bit cent arithmetic; raises TransformError."""
+    if rate.as_tuple().exponent < -MAX_RATE_PLACES or abs(rate) > MAX_RATE:
+        raise TransformError(
+            f"BONUS_RATE={rate} is out of range: use at most {MAX_RATE_PLACES} decimal places and at most {MAX_RATE}"
+        )
+    return Fraction(rate)
+
+
 def _rounded_share(cents: sa.ColumnElement, rate: Decimal) -> sa.ColumnElement:
-    """round(cents * rate) half away from zero, in integer arithmetic on every dialect."""
-    fraction = Fraction(rate)
+    """round(cents * rate) half away from zero, in integer arithmetic on every dialect; raises TransformError."""
+    fraction = _rate_fraction(rate)
     scaled = cents * fraction.numerator
     if fraction.denominator == 1:
         return scaled
@@ -207,7 +219,7 @@ def _payment_totals(settings: Settings, payments: sa.Table) -> sa.Subquery:
 
 
 def deals_select(settings: Settings, tables: StagingTables) -> sa.Select:
-    """The deals: one row per order whose customer exists, columns as in DEAL_COLUMNS; pure."""
+    """The deals: one row per order whose customer exists, columns as in DEAL_COLUMNS; pure, raises TransformError."""
     customers, orders = tables.customers, tables.orders
     totals = _payment_totals(settings, tables.payments)
     amount = sa.func.coalesce(totals.c.amount_cents, 0)
@@ -355,9 +367,9 @@ def build_deals(settings: Settings, engine: Engine) -> TransformReport:
 
 
 def _begin_sqlite(conn: Connection, family: str) -> None:
-    # Python's sqlite3 (before 3.12's autocommit attribute) opens a transaction only before DML, so DDL
-    # would commit statement by statement; an explicit BEGIN makes DROP + CREATE one transaction.
-    if family == "sqlite":
+    # Python's sqlite3 (in its default, legacy transaction mode) opens a transaction only before DML, so
+    # DDL would commit statement by statement; an explicit BEGIN makes DROP + CREATE one transaction.
+    if family == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
         conn.exec_driver_sql("BEGIN")
 
 

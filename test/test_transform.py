@@ -421,6 +421,12 @@ def test_deals_view_may_not_replace_a_staging_table(staged):
     assert relation_kind(engine, "raw_orders") == "table"
 
 
+def test_a_rate_too_fine_for_cent_arithmetic_is_refused(staged):
+    settings, engine = staged(bonus_rate=Decimal("0.1234567"))
+    with pytest.raises(TransformError, match="BONUS_RATE=0.1234567 is out of range"):
+        build_deals(settings, engine)
+
+
 # ---------------------------------------------------------------- pure pieces
 
 
