@@ -24,6 +24,7 @@ from scripts.make_sample_data import ORPHAN_ORDER_ID, write_dataset
 from scripts.stage_csv import stage_csv_folder
 
 SAMPLE = Path(SAMPLE_DATA_FOLDER)
+JAFFLE_SHOP = Path(__file__).resolve().parents[2] / "shared" / "data" / "jaffle-shop"
 CENT = Decimal("0.01")
 MONEY_COLUMNS = ("amount", "bonus", "value")
 
@@ -159,6 +160,15 @@ def test_random_dataset_matches_python(staged, tmp_path):
     expected = expected_deals(folder, settings)
     assert_same_deals(read_deals(settings, engine), expected.deals)
     assert report.deals == len(expected.deals) > 2500
+
+
+@pytest.mark.skipif(not JAFFLE_SHOP.is_dir(), reason="../shared/data/jaffle-shop is not beside this clone")
+def test_jaffle_shop_seed_files_match_python(staged):
+    settings, engine = staged(JAFFLE_SHOP)
+    report = build_deals(settings, engine)
+    expected = expected_deals(JAFFLE_SHOP, settings)
+    assert_same_deals(read_deals(settings, engine), expected.deals)
+    assert (report.orphan_orders, report.orphan_payments) == (expected.orphan_orders, expected.orphan_payments)
 
 
 def test_report_counts_match_python(staged, tmp_path):
