@@ -115,6 +115,14 @@ def assert_same_deals(actual: dict[str, dict], expected: dict[str, dict]) -> Non
         assert actual[order_id] == deal, f"order {order_id}"
 
 
+def assert_report_matches(report: TransformReport, expected: Expected) -> None:
+    deals = expected.deals.values()
+    assert report.deals == len(expected.deals)
+    assert report.total_value == sum(deal["value"] for deal in deals)
+    assert report.bonus_deals == sum(deal["bonus"] != 0 for deal in deals)
+    assert (report.orphan_orders, report.orphan_payments) == (expected.orphan_orders, expected.orphan_payments)
+
+
 def relation_kind(engine: sa.Engine, name: str) -> str | None:
     inspector = sa.inspect(engine)
     if name in inspector.get_view_names():
@@ -135,55 +143,46 @@ def staged(db_url, engine_of, make_settings) -> Callable[..., tuple[Settings, sa
 
 
 @pytest.fixture
-def sample(staged) -> tuple[dict[str, dict], TransformReport]:
+def built(staged) -> Callable[..., tuple[Settings, sa.Engine, TransformReport, Expected]]:
+    """built(folder, column_types=None, **settings): stage, build, and check rows and report against Python."""
+
+    def build(folder: Path = SAMPLE, column_types: dict[str, str] | None = None, **fields) -> tuple:
+        settings, engine = staged(folder, column_types, **fields)
+        report = build_deals(settings, engine)
+        expected = expected_deals(folder, settings)
+        assert_same_deals(read_deals(settings, engine), expected.deals)
+        assert_report_matches(report, expected)
+        return settings, engine, report, expected
+
+    return build
+
+
+@pytest.fixture
+def sample(built) -> tuple[dict[str, dict], TransformReport]:
     """The bundled sample staged and built with default settings: (deals read back, report)."""
-    settings, engine = staged()
-    report = build_deals(settings, engine)
+    settings, engine, report, _ = built()
     return read_deals(settings, engine), report
 
 
 # ---------------------------------------------------------------- whole views against Python
 
 
-def test_sample_matches_python(staged):
-    settings, engine = staged()
-    build_deals(settings, engine)
-    assert_same_deals(read_deals(settings, engine), expected_deals(SAMPLE, settings).deals)
+def test_sample_matches_python(built):
+    _, _, report, _ = built()
+    assert (report.orphan_orders, report.orphan_payments) == (1, 1)
+    assert any(f"{report.deals:,} deals" in line for line in report.lines())
 
 
 @pytest.mark.slow
-def test_random_dataset_matches_python(staged, tmp_path):
+def test_random_dataset_matches_python(built, tmp_path):
     folder = tmp_path / "data"
     write_dataset(folder, customers=400, orders=3000, seed=4242)
-    settings, engine = staged(folder)
-    report = build_deals(settings, engine)
-    expected = expected_deals(folder, settings)
-    assert_same_deals(read_deals(settings, engine), expected.deals)
-    assert report.deals == len(expected.deals) > 2500
+    assert built(folder)[2].deals > 2500
 
 
 @pytest.mark.skipif(not JAFFLE_SHOP.is_dir(), reason="../shared/data/jaffle-shop is not beside this clone")
-def test_jaffle_shop_seed_files_match_python(staged):
-    settings, engine = staged(JAFFLE_SHOP)
-    report = build_deals(settings, engine)
-    expected = expected_deals(JAFFLE_SHOP, settings)
-    assert_same_deals(read_deals(settings, engine), expected.deals)
-    assert (report.orphan_orders, report.orphan_payments) == (expected.orphan_orders, expected.orphan_payments)
-
-
-def test_report_counts_match_python(staged, tmp_path):
-    folder = tmp_path / "data"
-    write_dataset(folder, customers=50, orders=400, seed=99)
-    settings, engine = staged(folder)
-    report = build_deals(settings, engine)
-    expected = expected_deals(folder, settings)
-    deals = expected.deals.values()
-    assert report.deals == len(expected.deals)
-    assert report.total_value == sum(deal["value"] for deal in deals)
-    assert report.bonus_deals == sum(deal["bonus"] != 0 for deal in deals)
-    assert (report.orphan_orders, report.orphan_payments) == (expected.orphan_orders, expected.orphan_payments)
-    assert report.orphan_orders == 1 and report.orphan_payments == 1
-    assert any(str(report.deals) in line for line in report.lines())
+def test_jaffle_shop_seed_files_match_python(built):
+    built(JAFFLE_SHOP)
 
 
 # ---------------------------------------------------------------- the named edge cases of the sample
@@ -251,9 +250,8 @@ def test_customer_without_orders_has_no_deal(sample):
     assert str(last_customer) not in {deal["customer_id"] for deal in sample[0].values()}
 
 
-def test_currency_is_the_setting(staged):
-    settings, engine = staged(deal_currency="CHF")
-    build_deals(settings, engine)
+def test_currency_is_the_setting(built):
+    settings, engine, _, _ = built(deal_currency="CHF")
     assert {deal["currency"] for deal in read_deals(settings, engine).values()} == {"CHF"}
 
 
@@ -270,14 +268,12 @@ def test_currency_is_the_setting(staged):
     ],
     ids=["threshold-below-2000", "threshold-2001", "rate-with-rounding", "status-shipped"],
 )
-def test_rule_parameters_change_the_view(staged, fields, changed_orders):
-    settings, engine = staged(**fields)
-    build_deals(settings, engine)
+def test_rule_parameters_change_the_view(built, fields, changed_orders):
+    settings, engine, _, _ = built(**fields)
     deals = read_deals(settings, engine)
     default = expected_deals(
         SAMPLE, settings.replace(bonus_rate=Decimal("0.20"), bonus_threshold=Decimal("2000"), bonus_status="completed")
     )
-    assert_same_deals(deals, expected_deals(SAMPLE, settings).deals)
     assert changed_orders <= {
         order_id for order_id in deals if deals[order_id]["bonus"] != default.deals[order_id]["bonus"]
     }
@@ -312,14 +308,10 @@ def write_hostile(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("amount_type", ["decimal", "double", "numeric(12,3)", "text"])
-def test_money_is_exact_whatever_the_amount_was_staged_as(staged, tmp_path, amount_type):
+def test_money_is_exact_whatever_the_amount_was_staged_as(built, tmp_path, amount_type):
     folder = tmp_path / "hostile"
     write_hostile(folder)
-    settings, engine = staged(folder, {"raw_payments.amount": amount_type}, bonus_rate=Decimal("0.125"))
-    report = build_deals(settings, engine)
-    expected = expected_deals(folder, settings)
-    assert_same_deals(read_deals(settings, engine), expected.deals)
-    assert report.total_value == sum(deal["value"] for deal in expected.deals.values())
+    _, engine, _, expected = built(folder, {"raw_payments.amount": amount_type}, bonus_rate=Decimal("0.125"))
     with engine.connect() as conn:  # what any client sees, without SQLAlchemy's Numeric conversion
         raw = conn.execute(sa.text("SELECT order_id, amount, bonus, value FROM deals")).all()
     for order_id, *money in raw:
@@ -336,33 +328,29 @@ def test_money_is_exact_whatever_the_amount_was_staged_as(staged, tmp_path, amou
     ],
     ids=["foreign-keys-text", "primary-keys-text", "order-id-double"],
 )
-def test_widened_join_keys_still_join(staged, tmp_path, column_types):
+def test_widened_join_keys_still_join(built, tmp_path, column_types):
     folder = tmp_path / "data"
     write_dataset(folder, customers=30, orders=200, seed=5)
-    settings, engine = staged(folder, column_types)
-    report = build_deals(settings, engine)
-    expected = expected_deals(folder, settings)
-    assert_same_deals(read_deals(settings, engine), expected.deals)
-    assert (report.orphan_orders, report.orphan_payments) == (expected.orphan_orders, expected.orphan_payments)
+    built(folder, column_types)
 
 
 # ---------------------------------------------------------------- view, table, replacement
 
 
-def test_materialize_builds_a_table_with_the_same_rows(staged):
-    settings, engine = staged(deals_materialize=True)
-    report = build_deals(settings, engine)
+def test_materialize_builds_a_table_with_the_same_rows(built):
+    _, engine, report, _ = built(deals_materialize=True)
     assert report.kind == "table" and relation_kind(engine, "deals") == "table"
-    assert_same_deals(read_deals(settings, engine), expected_deals(SAMPLE, settings).deals)
 
 
 def test_rebuilding_switches_cleanly_between_view_and_table(staged):
     settings, engine = staged()
     steps = [settings, settings.replace(deals_materialize=True, bonus_threshold=Decimal("100")), settings, settings]
     for step in steps:
-        build_deals(step, engine)
+        report = build_deals(step, engine)
+        expected = expected_deals(SAMPLE, step)
         assert relation_kind(engine, "deals") == ("table" if step.deals_materialize else "view")
-        assert_same_deals(read_deals(step, engine), expected_deals(SAMPLE, step).deals)
+        assert_same_deals(read_deals(step, engine), expected.deals)
+        assert_report_matches(report, expected)
     names = set(sa.inspect(engine).get_table_names()) | set(sa.inspect(engine).get_view_names())
     assert names == {"raw_customers", "raw_orders", "raw_payments", "deals"}
 
