@@ -19,7 +19,14 @@ from processor import transform
 from processor.config import SAMPLE_DATA_FOLDER, Settings
 from processor.db import dialect_family
 from processor.errors import TransformError
-from processor.transform import TransformReport, build_deals, deals_relation, reflect_staging, threshold_cents
+from processor.transform import (
+    DEAL_COLUMNS,
+    TransformReport,
+    build_deals,
+    deals_relation,
+    reflect_staging,
+    threshold_cents,
+)
 from scripts.make_sample_data import ORPHAN_ORDER_ID, write_dataset
 from scripts.stage_csv import stage_csv_folder
 
@@ -248,6 +255,11 @@ def test_title_is_last_name_space_first_name(sample, order_id, title):
 def test_customer_without_orders_has_no_deal(sample):
     last_customer = max(int(row["id"]) for row in _rows(SAMPLE, "raw_customers"))
     assert str(last_customer) not in {deal["customer_id"] for deal in sample[0].values()}
+
+
+def test_view_has_exactly_the_deal_columns(built):
+    _, engine, _, _ = built()
+    assert [column["name"] for column in sa.inspect(engine).get_columns("deals")] == list(DEAL_COLUMNS)
 
 
 def test_currency_is_the_setting(built):
