@@ -392,14 +392,16 @@ class Settings:
         return cls(**values)
 
     def secrets(self) -> list[str]:
-        """The values that must never be shown: the database password and the Pipedrive token."""
+        """The values that must never be shown: passwords (database, source URLs), URL query strings, the token."""
         from sqlalchemy.engine import make_url
+
+        from .remote import url_secrets
 
         try:
             password = make_url(self.dest_sql).password
         except Exception:  # an unparseable URL is reported elsewhere; nothing to mask
             password = None
-        return [s for s in (password, self.pipedrive_api_key) if s]
+        return [s for s in (password, self.pipedrive_api_key, *url_secrets(self.src_data_folder)) if s]
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are frozen)."""
