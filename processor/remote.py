@@ -192,11 +192,28 @@ def _library_errors() -> tuple[type[BaseException], ...]:
 
 
 def _status(exc: BaseException) -> int | None:
-    """The HTTP status behind an error (fsspec hides it behind FileNotFoundError's cause)."""
+    """The HTTP status behind an error: aiohttp's, or an AWS error response's (fsspec/s3fs put it in the cause)."""
     for error in (exc, exc.__cause__):
         status = getattr(error, "status", None)
         if isinstance(status, int):
             return status
+        status = _aws_response(error).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _aws_response(error: BaseException | None) -> dict[str, Any]:
+    response = getattr(error, "response", None)
+    return response if isinstance(response, dict) else {}
+
+
+def _aws_message(exc: BaseException) -> str | None:
+    """S3's own words for an error ('The specified bucket does not exist'), when it gave some."""
+    for error in (exc, exc.__cause__):
+        message = _aws_response(error).get("Error", {}).get("Message")
+        if message:
+            return str(message)
     return None
 
 
@@ -228,10 +245,12 @@ def describe(exc: BaseException, url: str) -> str:
     message = str(exc).split("\n", 1)[0]
     if type(exc).__name__ == "FileExpired":
         detail = "the file changed while it was being read; run again to load its new content"
+    elif _aws_message(exc):
+        detail = f"{_aws_message(exc)} (HTTP {status})" if status else str(_aws_message(exc))
     elif status is not None:
         detail = f"HTTP {status}" + (" (not found)" if status in (404, 410) else "")
     elif isinstance(exc, FileNotFoundError):
-        detail = message if "bucket" in message.lower() else "not found"
+        detail = "not found"
     else:
         detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return redact(detail.replace(url, public_url(url)), url_secrets(url))
