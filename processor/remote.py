@@ -276,12 +276,22 @@ def with_retries(action: Callable[[], T], url: str, retries: int, what: str) -> 
 
 
 def _filesystem(url: str):
+    """fsspec's filesystem for a URL (one per process and protocol; S3 listings never cached)."""
     import fsspec
 
     protocol = url.split("://", 1)[0].lower()
     if protocol == "s3":
         return fsspec.filesystem("s3", use_listings_cache=False)
     return fsspec.filesystem(protocol)
+
+
+def _is_s3(url: str) -> bool:
+    return url.lower().startswith("s3://")
+
+
+def _fs_path(url: str) -> str:
+    """What the filesystem calls a file: the whole URL for HTTP, 'bucket/key' for S3."""
+    return url.split("://", 1)[1] if _is_s3(url) else url
 
 
 def list_prefix(root: Root, retries: int) -> list[RemoteFile]:
@@ -324,9 +334,8 @@ def head_files(root: Root, patterns: tuple[str, ...], retries: int) -> list[Remo
 def _head(url: str, retries: int) -> dict[str, Any] | None:
     """A file's details (size, ETag, Last-Modified) without its content; None when it does not exist."""
     fs = _filesystem(url)
-    path = url if url.lower().startswith("http") else url.split("://", 1)[1]
     try:
-        return with_retries(lambda: fs.info(path), url, retries, "looking up")
+        return with_retries(lambda: fs.info(_fs_path(url)), url, retries, "looking up")
     except DownloadError as exc:
         cause = exc.__cause__
         if isinstance(cause, FileNotFoundError) and _status(cause) in (None, 404, 410) and not transient(cause):
@@ -354,12 +363,10 @@ class RemoteStream(io.RawIOBase):
         self._file = with_retries(self._open, url, retries, "opening")
 
     def _open(self) -> Any:
-        fs = _filesystem(self._url)
-        http = not self._url.lower().startswith("s3")
         options: dict[str, Any] = {"block_size": self._block, "cache_type": "readahead"}
-        if self._size and http:
+        if self._size and not _is_s3(self._url):
             options["size"] = self._size  # saves a HEAD; s3fs, given no size, pins every read to the listed ETag
-        handle = fs.open(self._url if http else self._url.split("://", 1)[1], "rb", **options)
+        handle = _filesystem(self._url).open(_fs_path(self._url), "rb", **options)
         if self._position:
             handle.seek(self._position)
         return handle

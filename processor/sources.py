@@ -70,11 +70,17 @@ def discover(root: str, patterns: tuple[str, ...], retries: int = 3) -> Discover
     for pattern, count in matches.items():
         log.info("pattern %r matched %d file(s)", pattern, count)
     if not found:
-        shown = remote.public_url(root) if where.kind != remote.LOCAL else root
-        raise SourceError(
-            f"no file under {shown!r} matches {', '.join(patterns)}; check SRC_DATA_FOLDER and SRC_FILE_NAME"
-        )
+        raise SourceError(_nothing_found(root, where, patterns))
     return Discovery(tuple(found[key] for key in sorted(found)), matches)
+
+
+def _nothing_found(root: str, where: remote.Root, patterns: tuple[str, ...]) -> str:
+    if where.kind in (remote.LOCAL, remote.S3):
+        shown = root if where.kind == remote.LOCAL else remote.public_url(root)
+        return f"no file under {shown!r} matches {', '.join(patterns)}; check SRC_DATA_FOLDER and SRC_FILE_NAME"
+    if where.kind == remote.HTTP:
+        return f"none of {', '.join(patterns)} exists under {remote.public_url(where.url)!r}; check SRC_FILE_NAME"
+    return f"none of the URLs in SRC_DATA_FOLDER exists: {', '.join(map(remote.public_url, where.urls))}"
 
 
 def _check_patterns(patterns: tuple[str, ...]) -> None:
@@ -101,7 +107,7 @@ def _select(sources: Iterable[SourceFile], patterns: tuple[str, ...], retries: i
 
 def _named(files: list[remote.RemoteFile], patterns: tuple[str, ...], where: remote.Root, retries: int):
     """Files named one by one (HTTP paths, URLs): each is taken, a zip with all its members."""
-    keys = patterns if where.kind == remote.HTTP else tuple(remote.public_url(url) for url in where.urls)
+    keys = patterns if where.kind == remote.HTTP else tuple(map(remote.public_url, where.urls))
     matches = dict.fromkeys(keys, 0)
     found: dict[str, SourceFile] = {}
     for listed in files:

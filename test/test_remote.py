@@ -245,9 +245,13 @@ def test_an_http_base_url_loads_the_files_named_in_src_file_name(http, db_url, m
     ]
 
 
-def test_http_cannot_be_globbed(http):
+def test_http_cannot_be_globbed_and_missing_files_are_named(http):
     with pytest.raises(ConfigError, match="cannot be listed"):
         discover(http.url, ("*.csv",))
+    with pytest.raises(SourceError, match="none of a.csv, b.csv exists under"):
+        discover(http.url, ("a.csv", "b.csv"))
+    with pytest.raises(SourceError, match="none of the URLs in SRC_DATA_FOLDER exists: http://127.0.0.1"):
+        discover(f"{http.url}/a.csv,", ("*.csv",))
 
 
 def test_a_list_of_urls_loads_each_file_under_its_public_url(http, bucket, make_settings, engine_of, tmp_path):
