@@ -243,7 +243,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("INFER_TYPES", "infer_types", True, "0 stages every column as text", _bool, shown_default="1"),
     Option("SAMPLE_ROWS", "sample_rows", 10000, "rows per file read to infer column types", _int(1)),
-    Option("LOAD_RETRIES", "load_retries", 3, "retries of a file whose database connection dropped", _int(0)),
+    Option(
+        "LOAD_RETRIES",
+        "load_retries",
+        3,
+        "retries of a file whose database connection dropped, and of each failed download request",
+        _int(0),
+    ),
     Option(
         "SPLIT_MIN_BYTES",
         "split_min_bytes",

@@ -72,6 +72,10 @@ class DownloadError(OSError):
     """A remote file could not be read (after retries when the failure looked transient)."""
 
 
+class FileChanged(DownloadError):
+    """A remote file no longer has the fingerprint it was listed with (it was replaced meanwhile)."""
+
+
 # ---------------------------------------------------------------- naming (pure)
 
 
@@ -232,7 +236,7 @@ def transient(exc: BaseException) -> bool:
     status = _status(exc)
     if status is not None:
         return status in (408, 425, 429) or status >= 500
-    permanent = (FileNotFoundError, PermissionError, IsADirectoryError, ValueError)
+    permanent = (FileNotFoundError, PermissionError, IsADirectoryError, ValueError, DownloadError)
     return not isinstance(exc, permanent) and type(exc).__name__ != "FileExpired"
 
 
@@ -243,7 +247,9 @@ def describe(exc: BaseException, url: str) -> str:
         return describe(cause, url)
     status = _status(exc)
     message = str(exc).split("\n", 1)[0]
-    if type(exc).__name__ == "FileExpired":
+    if isinstance(exc, DownloadError):
+        detail = message
+    elif type(exc).__name__ == "FileExpired":
         detail = "the file changed while it was being read; run again to load its new content"
     elif _aws_message(exc):
         detail = f"{_aws_message(exc)} (HTTP {status})" if status else str(_aws_message(exc))
@@ -351,22 +357,32 @@ class RemoteStream(io.RawIOBase):
 
     Read-ahead starts at RANGE_BYTES and doubles while reads follow each other, up to BLOCK_BYTES: a header
     costs a small request, a whole-file stream a few large ones. After a seek (a zip's directory, a profile
-    window) the next read fetches just what it asks for.
+    window) the next read fetches just what it asks for. Every (re)open looks the file up again and, given
+    the fingerprint it was listed with, fails with FileChanged rather than read another version.
     """
 
-    def __init__(self, url: str, size: int, retries: int):
+    def __init__(self, url: str, retries: int, expected: str | None = None):
         super().__init__()
-        self._url, self._size, self._retries = url, size, retries
+        self._url, self._retries, self._expected = url, retries, expected
         self._file: Any = None
+        self._size = 0
         self._position = 0
         self._block = RANGE_BYTES
         self._file = with_retries(self._open, url, retries, "opening")
 
     def _open(self) -> Any:
+        fs = _filesystem(self._url)
         options: dict[str, Any] = {"block_size": self._block, "cache_type": "readahead"}
-        if self._size and not _is_s3(self._url):
-            options["size"] = self._size  # saves a HEAD; s3fs, given no size, pins every read to the listed ETag
-        handle = _filesystem(self._url).open(_fs_path(self._url), "rb", **options)
+        if _is_s3(self._url):
+            handle = fs.open(_fs_path(self._url), "rb", **options)  # s3fs pins every read to this ETag
+            info = handle.details
+        else:
+            info = fs.info(self._url)
+            handle = fs.open(self._url, "rb", size=info.get("size"), **options)
+        if self._expected and fingerprint(info) != self._expected:
+            handle.close()
+            raise FileChanged(f"{public_url(self._url)} changed since it was listed; run again to load its new content")
+        self._size = int(info.get("size") or 0)
         if self._position:
             handle.seek(self._position)
         return handle
@@ -427,8 +443,11 @@ class RemoteStream(io.RawIOBase):
         super().close()
 
 
-def open_location(location: str, size: int, retries: int) -> BinaryIO:
-    """A seekable byte stream of a local path or a remote URL (read in ranges); raises OSError or DownloadError."""
+def open_location(location: str, retries: int, expected: str | None = None) -> BinaryIO:
+    """A seekable byte stream of a local path or a remote URL (read in ranges); raises OSError or DownloadError.
+
+    `expected` is the fingerprint a remote file was listed with: a file that no longer has it raises FileChanged.
+    """
     if not is_url(location):
         return open(location, "rb")
-    return io.BufferedReader(RemoteStream(location, size, retries), buffer_size=RANGE_BYTES)
+    return io.BufferedReader(RemoteStream(location, retries, expected), buffer_size=RANGE_BYTES)

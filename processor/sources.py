@@ -32,6 +32,7 @@ from .errors import ConfigError, SourceError
 log = logging.getLogger(__name__)
 
 COMPRESSIONS = {".gz": "gz", ".bz2": "bz2"}
+NAMED_ZIP_MEMBERS = "*.csv"  # the members taken from a zip named by URL or HTTP path
 _TEMPORARY = re.compile(r"(^~\$|^\.~lock|~$|\.(tmp|temp|part|partial|crdownload|swp|bak)$)", re.IGNORECASE)
 
 
@@ -106,12 +107,14 @@ def _select(sources: Iterable[SourceFile], patterns: tuple[str, ...], retries: i
 
 
 def _named(files: list[remote.RemoteFile], patterns: tuple[str, ...], where: remote.Root, retries: int):
-    """Files named one by one (HTTP paths, URLs): each is taken, a zip with all its members."""
+    """Files named one by one (HTTP paths, URLs): each is taken; of a zip, its members named *.csv."""
     keys = patterns if where.kind == remote.HTTP else tuple(map(remote.public_url, where.urls))
     matches = dict.fromkeys(keys, 0)
     found: dict[str, SourceFile] = {}
     for listed in files:
         for source in _expand(_remote_source(listed), retries):
+            if source.member is not None and not _matches(NAMED_ZIP_MEMBERS, _match_name(source)):
+                continue
             matches[listed.relative] = matches.get(listed.relative, 0) + 1
             found.setdefault(source.path, source)
     return found, matches
@@ -174,7 +177,7 @@ def _zip_members(archive_file: SourceFile, retries: int) -> Iterator[SourceFile]
     relative = archive_file.path
     try:
         with (
-            remote.open_location(archive_file.location, archive_file.size, retries) as handle,
+            remote.open_location(archive_file.location, retries, archive_file.fingerprint) as handle,
             zipfile.ZipFile(handle) as archive,
         ):
             members = [info for info in archive.infolist() if not info.is_dir()]

@@ -15,6 +15,7 @@ import json
 import os
 import uuid
 import zipfile
+from decimal import Decimal
 
 import boto3
 import pytest
@@ -25,6 +26,7 @@ from test_cli import run_index
 from processor import remote
 from processor.errors import ConfigError, SourceError
 from processor.sources import discover
+from processor.staging.files import open_binary
 from processor.staging.loader import load
 
 CERTS = b"id,energy\n1,A\n2,B\n"
@@ -228,8 +230,11 @@ def test_a_missing_bucket_or_empty_prefix_is_a_source_error(bucket):
 def test_an_http_base_url_loads_the_files_named_in_src_file_name(http, db_url, make_settings, engine_of):
     write_bytes(http.root / "dumps" / "raw_customers.csv", b"id,name\n1,Ann\n2,Bob\n")
     write_bytes(http.root / "dumps" / "q1" / "raw_orders.csv.bz2", bz2.compress(b"id,customer_id\n10,1\n11,2\n"))
+    payments = zipped({"raw_payments.csv": b"id,amount\n7,2500.5\n", "readme.txt": b"not data"})
+    write_bytes(http.root / "dumps" / "q1" / "payments.zip", payments)
     settings = make_settings(
-        src_data_folder=f"{http.url}/dumps/", src_file_name=("raw_customers.csv", "q1/raw_orders.csv.bz2")
+        src_data_folder=f"{http.url}/dumps/",
+        src_file_name=("raw_customers.csv", "q1/raw_orders.csv.bz2", "q1/payments.zip"),
     )
     report = load(settings.replace(dest_sql=db_url))
     assert report.exit_code == 0, [f.error for f in report.files]
@@ -242,6 +247,14 @@ def test_an_http_base_url_loads_the_files_named_in_src_file_name(http, db_url, m
     assert orders == [
         {"id": 10, "customer_id": 1, "_source_file": "q1/raw_orders.csv.bz2"},
         {"id": 11, "customer_id": 2, "_source_file": "q1/raw_orders.csv.bz2"},
+    ]
+    assert read_table(engine, "raw_payments", columns=["id", "amount", "_source_file"]) == [
+        {"id": 7, "amount": Decimal("2500.5"), "_source_file": "q1/payments.zip/raw_payments.csv"}
+    ]
+    assert sorted(f.path for f in report.files) == [
+        "q1/payments.zip/raw_payments.csv",
+        "q1/raw_orders.csv.bz2",
+        "raw_customers.csv",
     ]
 
 
@@ -341,6 +354,23 @@ def test_a_download_failing_during_the_bulk_load_is_the_files_failure_not_the_da
     assert result.status == "failed" and result.attempts == 1
     assert "HTTP 500" in result.error and "database" not in result.error
     assert ledger_rows(engine_of(db_url))["late.csv"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("where", ["http", "s3"])
+def test_a_file_replaced_after_it_was_listed_is_not_read(where, request):
+    """Reading pins the fingerprint of the listing: another version is refused, not mixed in."""
+    if where == "http":
+        server = request.getfixturevalue("http")
+        write_bytes(server.root / "a.csv", CERTS)
+        source = discover(server.url, ("a.csv",)).files[0]
+        write_bytes(server.root / "a.csv", b"id,energy\n1,Z\n")
+    else:
+        bucket = request.getfixturevalue("bucket")
+        bucket.put("p/a.csv", CERTS)
+        source = discover(f"s3://{bucket.name}/p", ("a.csv",)).files[0]
+        bucket.put("p/a.csv", b"id,energy\n1,Z\n")
+    with pytest.raises(remote.DownloadError, match="changed since it was listed"), open_binary(source) as raw:
+        raw.read()
 
 
 # ---------------------------------------------------------------- index.py

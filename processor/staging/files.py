@@ -52,7 +52,8 @@ def open_binary(source: SourceFile, retries: int = 3) -> Iterator[BinaryIO]:
 
     A remote file is streamed in ranged requests, each retried up to `retries` times (LOAD_RETRIES).
     """
-    with remote.open_location(source.location, source.size, retries) as raw:
+    archive = source.compression == "zip"  # a member's fingerprint is its CRC, not the archive's
+    with remote.open_location(source.location, retries, None if archive else source.fingerprint) as raw:
         if source.compression == "zip":
             with zipfile.ZipFile(raw) as archive, archive.open(source.member) as member:
                 yield member
