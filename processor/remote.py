@@ -41,6 +41,8 @@ BLOCK_BYTES = 16 << 20  # one ranged request while streaming; also the memory a 
 RANGE_BYTES = 256 << 10  # one ranged request for scattered reads: a zip's directory, profile windows
 FINGERPRINT_LENGTH = 120  # the ledger's content_hash holds 128 characters
 GLOB_CHARACTERS = "*?["
+# library errors (by name, so this stays pure) that no retry can cure
+PERMANENT_ERRORS = frozenset({"FileExpired", "NoCredentialsError", "PartialCredentialsError", "NoRegionError"})
 
 T = TypeVar("T")
 
@@ -237,7 +239,7 @@ def transient(exc: BaseException) -> bool:
     if status is not None:
         return status in (408, 425, 429) or status >= 500
     permanent = (FileNotFoundError, PermissionError, IsADirectoryError, ValueError, DownloadError)
-    return not isinstance(exc, permanent) and type(exc).__name__ != "FileExpired"
+    return not isinstance(exc, permanent) and type(exc).__name__ not in PERMANENT_ERRORS
 
 
 def describe(exc: BaseException, url: str) -> str:

@@ -157,6 +157,13 @@ def test_only_failures_that_may_pass_are_retried(status, retry):
     assert remote.transient(error) is retry
 
 
+def test_missing_credentials_are_not_retried():
+    from botocore.exceptions import NoCredentialsError
+
+    assert remote.transient(ConnectionResetError()) is True
+    assert remote.transient(NoCredentialsError()) is False
+
+
 # ---------------------------------------------------------------- S3
 
 
@@ -236,7 +243,7 @@ def test_an_http_base_url_loads_the_files_named_in_src_file_name(http, db_url, m
         src_data_folder=f"{http.url}/dumps/",
         src_file_name=("raw_customers.csv", "q1/raw_orders.csv.bz2", "q1/payments.zip"),
     )
-    report = load(settings.replace(dest_sql=db_url))
+    report = load(settings.replace(dest_sql=db_url, load_workers=2))  # worker processes open the URLs
     assert report.exit_code == 0, [f.error for f in report.files]
     engine = engine_of(db_url)
     assert read_table(engine, "raw_customers", order_by="id") == [
@@ -277,7 +284,6 @@ def test_a_list_of_urls_loads_each_file_under_its_public_url(http, bucket, make_
         src_data_folder=f"{secret_url}, s3://{bucket.name}/deep/certificates.csv",
         dest_sql=url,
         dest_table="certs",
-        load_workers=2,
     )
     report = load(settings)
     assert report.exit_code == 0, [f.error for f in report.files]
