@@ -92,26 +92,32 @@ class _FileHandler(BaseHTTPRequestHandler):
         if fault == "500":
             self._status_only(500)
             return
-        data = file.read_bytes()
-        start, end, status = self._range(len(data))
+        stat = file.stat()
+        start, end, status = self._range(stat.st_size)
         self.send_response(status)
         self.send_header("Content-Length", str(end - start))
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{stat.st_size}")
         if self.server.etags:
-            self.send_header("ETag", '"' + hashlib.sha1(data).hexdigest()[:20] + '"')
+            tag = hashlib.sha1(f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}".encode()).hexdigest()[:20]
+            self.send_header("ETag", f'"{tag}"')
         if self.server.last_modified:
-            self.send_header("Last-Modified", formatdate(file.stat().st_mtime, usegmt=True))
+            self.send_header("Last-Modified", formatdate(stat.st_mtime, usegmt=True))
         self.end_headers()
-        if not body:
-            return
-        if fault == "drop":
-            self.wfile.write(data[start : start + (end - start) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(data[start:end])
+        if body:
+            self._send_body(file, start, end if fault != "drop" else start + (end - start) // 2)
+            self.close_connection = fault == "drop"
+
+    def _send_body(self, file: Path, start: int, end: int) -> None:
+        with file.open("rb") as handle:
+            handle.seek(start)
+            while start < end:
+                chunk = handle.read(min(1 << 20, end - start))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                start += len(chunk)
 
     def _range(self, size: int) -> tuple[int, int, int]:
         header = self.headers.get("Range")
