@@ -238,7 +238,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("INFER_TYPES", "infer_types", True, "0 stages every column as text", _bool, shown_default="1"),
     Option("SAMPLE_ROWS", "sample_rows", 10000, "rows per file read to infer column types", _int(1)),
-    Option("LOAD_RETRIES", "load_retries", 3, "retries of a file whose database connection dropped", _int(0)),
+    Option(
+        "LOAD_RETRIES",
+        "load_retries",
+        3,
+        "retries of a file whose database connection dropped, and of each failed download request",
+        _int(0),
+    ),
     Option(
         "SPLIT_MIN_BYTES",
         "split_min_bytes",
@@ -387,14 +393,16 @@ class Settings:
         return cls(**values)
 
     def secrets(self) -> list[str]:
-        """The values that must never be shown: the database password and the Pipedrive token."""
+        """The values that must never be shown: passwords (database, source URLs), URL query strings, the token."""
         from sqlalchemy.engine import make_url
+
+        from .remote import url_secrets
 
         try:
             password = make_url(self.dest_sql).password
         except Exception:  # an unparseable URL is reported elsewhere; nothing to mask
             password = None
-        return [s for s in (password, self.pipedrive_api_key) if s]
+        return [s for s in (password, self.pipedrive_api_key, *url_secrets(self.src_data_folder)) if s]
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are frozen)."""

@@ -13,6 +13,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .redact import RedactingFilter
 
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+QUIET_LIBRARIES = ("botocore", "aiobotocore", "s3fs", "fsspec", "aiohttp")
 
 
 def configure_logging(level: str, secrets: list[str | None]) -> None:
@@ -23,6 +24,8 @@ def configure_logging(level: str, secrets: list[str | None]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for chatty in QUIET_LIBRARIES:  # their INFO lines (e.g. where AWS credentials were found) are noise here
+        logging.getLogger(chatty).setLevel(level if level == "DEBUG" else "WARNING")
 
 
 def use_bar(setting: str) -> bool:

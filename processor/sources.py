@@ -7,24 +7,32 @@ stays inside one folder and `**` spans folders. Compressed files match by their 
 named after the archive (`dump.zip/a/certificates.csv`). Hidden and
 temporary files are skipped, and nothing outside the root is ever listed: symlinks that point
 out of it are ignored and patterns may not contain '..'.
+
+The root may also be remote (see `remote.py`): an `s3://bucket/prefix` is listed and globbed the
+same way; an `http(s)://` base URL, which cannot be listed, takes each pattern as a file path under
+it; a list of full URLs names its files one by one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import os
 import re
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import remote
 from .errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
 COMPRESSIONS = {".gz": "gz", ".bz2": "bz2"}
+NAMED_ZIP_MEMBERS = "*.csv"  # the members taken from a zip named by URL or HTTP path
 _TEMPORARY = re.compile(r"(^~\$|^\.~lock|~$|\.(tmp|temp|part|partial|crdownload|swp|bak)$)", re.IGNORECASE)
 
 
@@ -49,34 +57,88 @@ class Discovery:
     matches: dict[str, int]
 
 
-def discover(root: str, patterns: tuple[str, ...]) -> Discovery:
-    """Files under `root` matching any of `patterns`; raises SourceError or ConfigError."""
+def discover(root: str, patterns: tuple[str, ...], retries: int = 3) -> Discovery:
+    """Files under `root` (a folder or remote source) matching any of `patterns`; raises SourceError or ConfigError."""
+    _check_patterns(patterns)
+    where = remote.parse_root(root)
+    if where.kind == remote.LOCAL:
+        found, matches = _select(_local_files(root), patterns, retries)
+    elif where.kind == remote.S3:
+        listed = (_remote_source(f) for f in remote.list_prefix(where, retries) if _visible(f.relative))
+        found, matches = _select(listed, patterns, retries)
+    else:
+        found, matches = _named(remote.head_files(where, patterns, retries), patterns, where, retries)
+    for pattern, count in matches.items():
+        log.info("pattern %r matched %d file(s)", pattern, count)
+    if not found:
+        raise SourceError(_nothing_found(root, where, patterns))
+    return Discovery(tuple(found[key] for key in sorted(found)), matches)
+
+
+def _nothing_found(root: str, where: remote.Root, patterns: tuple[str, ...]) -> str:
+    if where.kind in (remote.LOCAL, remote.S3):
+        shown = root if where.kind == remote.LOCAL else remote.public_url(root)
+        return f"no file under {shown!r} matches {', '.join(patterns)}; check SRC_DATA_FOLDER and SRC_FILE_NAME"
+    if where.kind == remote.HTTP:
+        return f"none of {', '.join(patterns)} exists under {remote.public_url(where.url)!r}; check SRC_FILE_NAME"
+    return f"none of the URLs in SRC_DATA_FOLDER exists: {', '.join(map(remote.public_url, where.urls))}"
+
+
+def _check_patterns(patterns: tuple[str, ...]) -> None:
     if not patterns:
         raise ConfigError("SRC_FILE_NAME is empty; give a pattern such as *.csv")
     for pattern in patterns:
         if ".." in pattern.replace("\\", "/").split("/") or pattern.startswith("/"):
             raise ConfigError(f"SRC_FILE_NAME pattern {pattern!r} must stay inside SRC_DATA_FOLDER (no '..' or '/')")
-    base = Path(root).expanduser()
-    if not base.exists():
-        raise SourceError(f"SRC_DATA_FOLDER {root!r} does not exist; point it at the folder that holds the CSV files")
-    if not base.is_dir():
-        raise SourceError(f"SRC_DATA_FOLDER {root!r} is not a folder")
+
+
+def _select(sources: Iterable[SourceFile], patterns: tuple[str, ...], retries: int):
+    """The files (zip members expanded) that match a pattern, by path, and the matches per pattern."""
     matches = dict.fromkeys(patterns, 0)
     found: dict[str, SourceFile] = {}
-    for relative, full in _walk(base.resolve()):
-        for source in _expand(relative, full):
+    for listed in sources:
+        for source in _expand(listed, retries):
             hits = [p for p in patterns if _matches(p, _match_name(source))]
             for pattern in hits:
                 matches[pattern] += 1
             if hits:
                 found.setdefault(source.path, source)
-    for pattern, count in matches.items():
-        log.info("pattern %r matched %d file(s)", pattern, count)
-    if not found:
-        raise SourceError(
-            f"no file under {root!r} matches {', '.join(patterns)}; check SRC_DATA_FOLDER and SRC_FILE_NAME"
-        )
-    return Discovery(tuple(found[key] for key in sorted(found)), matches)
+    return found, matches
+
+
+def _named(files: list[remote.RemoteFile], patterns: tuple[str, ...], where: remote.Root, retries: int):
+    """Files named one by one (HTTP paths, URLs): each is taken; of a zip, its members named *.csv."""
+    keys = patterns if where.kind == remote.HTTP else tuple(map(remote.public_url, where.urls))
+    matches = dict.fromkeys(keys, 0)
+    found: dict[str, SourceFile] = {}
+    for listed in files:
+        for source in _expand(_remote_source(listed), retries):
+            if source.member is not None and not _matches(NAMED_ZIP_MEMBERS, _match_name(source)):
+                continue
+            matches[listed.relative] = matches.get(listed.relative, 0) + 1
+            found.setdefault(source.path, source)
+    return found, matches
+
+
+def _local_files(root: str) -> Iterator[SourceFile]:
+    base = Path(root).expanduser()
+    if not base.exists():
+        raise SourceError(f"SRC_DATA_FOLDER {root!r} does not exist; point it at the folder that holds the CSV files")
+    if not base.is_dir():
+        raise SourceError(f"SRC_DATA_FOLDER {root!r} is not a folder")
+    for relative, full in _walk(base.resolve()):
+        stat = full.stat()
+        yield SourceFile(relative, str(full), stat.st_size, stat.st_mtime)
+
+
+def _remote_source(listed: remote.RemoteFile) -> SourceFile:
+    return SourceFile(listed.relative, listed.url, listed.size, listed.mtime, fingerprint=listed.fingerprint)
+
+
+def _visible(relative: str) -> bool:
+    """Not hidden (no part starts with '.') and not a temporary file."""
+    parts = relative.split("/")
+    return not any(part.startswith(".") for part in parts) and not _TEMPORARY.search(parts[-1])
 
 
 def _walk(root: Path):
@@ -84,7 +146,7 @@ def _walk(root: Path):
     for folder, dirs, files in os.walk(root, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if name.startswith(".") or _TEMPORARY.search(name):
+            if not _visible(name):
                 continue
             full = Path(folder, name)
             if full.is_symlink() and not _inside(full, root):
@@ -102,30 +164,38 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def _expand(relative: str, full: Path):
-    """The SourceFiles one file on disk stands for (a zip holds several)."""
-    stat = full.stat()
-    suffix = full.suffix.lower()
+def _expand(source: SourceFile, retries: int) -> Iterator[SourceFile]:
+    """The SourceFiles one listed file stands for (a zip holds several)."""
+    suffix = os.path.splitext(source.path)[1].lower()
     if suffix == ".zip":
-        yield from _zip_members(relative, full, stat.st_mtime)
+        yield from _zip_members(source, retries)
         return
-    yield SourceFile(relative, str(full), stat.st_size, stat.st_mtime, COMPRESSIONS.get(suffix))
+    yield dataclasses.replace(source, compression=COMPRESSIONS.get(suffix))
 
 
-def _zip_members(relative: str, full: Path, mtime: float):
+def _zip_members(archive_file: SourceFile, retries: int) -> Iterator[SourceFile]:
+    relative = archive_file.path
     try:
-        with zipfile.ZipFile(full) as archive:
+        with (
+            remote.open_location(archive_file.location, retries, archive_file.fingerprint) as handle,
+            zipfile.ZipFile(handle) as archive,
+        ):
             members = [info for info in archive.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, OSError) as exc:
         log.warning("skipping %s: not a readable zip file (%s)", relative, exc)
         return
     for info in sorted(members, key=lambda i: i.filename):
-        name = info.filename.rsplit("/", 1)[-1]
-        if name.startswith(".") or _TEMPORARY.search(name) or info.filename.startswith("__MACOSX/"):
+        if not _visible(info.filename.rsplit("/", 1)[-1]) or info.filename.startswith("__MACOSX/"):
             continue
         fingerprint = f"zip-crc32:{info.CRC:08x}:{info.file_size}"
         yield SourceFile(
-            f"{relative}/{info.filename}", str(full), info.file_size, mtime, "zip", info.filename, fingerprint
+            f"{relative}/{info.filename}",
+            archive_file.location,
+            info.file_size,
+            archive_file.mtime,
+            "zip",
+            info.filename,
+            fingerprint,
         )
 
 

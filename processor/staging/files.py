@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .. import remote
 from ..sources import SourceFile
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -46,20 +47,24 @@ class CsvFormat:
 
 
 @contextmanager
-def open_binary(source: SourceFile) -> Iterator[BinaryIO]:
-    """The file's bytes, decompressed; raises OSError (or zipfile/gzip errors) when unreadable."""
-    if source.compression == "zip":
-        with zipfile.ZipFile(source.location) as archive, archive.open(source.member) as member:
-            yield member
-    elif source.compression == "gz":
-        with gzip.open(source.location, "rb") as handle:
-            yield handle
-    elif source.compression == "bz2":
-        with bz2.open(source.location, "rb") as handle:
-            yield handle
-    else:
-        with open(source.location, "rb") as handle:
-            yield handle
+def open_binary(source: SourceFile, retries: int = 3) -> Iterator[BinaryIO]:
+    """The file's bytes, decompressed; raises OSError (or zipfile/gzip errors) when unreadable.
+
+    A remote file is streamed in ranged requests, each retried up to `retries` times (LOAD_RETRIES).
+    """
+    archive = source.compression == "zip"  # a member's fingerprint is its CRC, not the archive's
+    with remote.open_location(source.location, retries, None if archive else source.fingerprint) as raw:
+        if source.compression == "zip":
+            with zipfile.ZipFile(raw) as archive, archive.open(source.member) as member:
+                yield member
+        elif source.compression == "gz":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as handle:
+                yield handle
+        elif source.compression == "bz2":
+            with bz2.BZ2File(raw, "rb") as handle:
+                yield handle
+        else:
+            yield raw
 
 
 class HashingReader(io.RawIOBase):
@@ -73,21 +78,30 @@ class HashingReader(io.RawIOBase):
         self._hash = hashlib.sha256()
         self.bytes_read = 0
         self.tail = b""  # the last bytes read, to look at the file's last line
+        self.error: OSError | None = None  # why reading the source failed, whatever a consumer made of it
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        data = self._raw.read(len(buffer))
+        data = self.read(len(buffer))
         size = len(data)
         buffer[:size] = data
-        self._seen(data)
         return size
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size) if size is not None and size >= 0 else self._raw.read()
+        try:
+            data = self._raw.read(size) if size is not None and size >= 0 else self._raw.read()
+        except OSError as exc:
+            self.error = exc
+            raise
         self._seen(data)
         return data
+
+    def raise_read_error(self) -> None:
+        """Raise the error that reading the source met, if any (a database driver may have reworded it)."""
+        if self.error is not None:
+            raise self.error
 
     def _seen(self, data: bytes) -> None:
         self._hash.update(data)

@@ -67,7 +67,7 @@ class Profiled:
 
 def load(settings: Settings, engine: Engine | None = None, progress: Progress | None = None) -> LoadReport:
     """Stage every matching file; raises SourceError, ConfigError or DatabaseError before any load starts."""
-    discovery = discover(settings.src_data_folder, settings.src_file_name)
+    discovery = discover(settings.src_data_folder, settings.src_file_name, settings.load_retries)
     own = engine is None
     engine = engine or create_engine(settings.dest_sql)
     try:

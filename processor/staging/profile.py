@@ -1,7 +1,7 @@
 """Profile one file before loading: its dialect, header and column types from a sample.
 
-The sample is the head of the file plus, for plain files, windows spread through the rest
-(sorted files hide their surprises at the end). A window that may have started inside a
+The sample is the head of the file plus, for plain (uncompressed) files, windows spread through
+the rest (sorted files hide their surprises at the end); a remote file's windows are ranged reads. A window that may have started inside a
 quoted field (rows of the wrong width) is dropped rather than trusted.
 """
 
@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..remote import open_location
 from ..schema import TEXT, ColumnType, column_names, infer_types
 from ..sources import SourceFile
 from .files import HEAD_BYTES, CsvFormat, csv_reader, detect_format, open_binary, text_stream
@@ -36,23 +37,26 @@ class FileProfile:
 
 def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
     """Read a file's header and a sample; raises OSError, csv.Error or UnicodeError when unreadable."""
-    with open_binary(source) as raw:
+    with open_binary(source, settings.load_retries) as raw:
         head = raw.read(HEAD_BYTES)
     fmt = detect_format(head, settings.src_encoding, settings.src_delimiter, settings.src_header)
-    header, rows, consumed = _head_sample(source, fmt, settings.sample_rows // 2 or 1)
+    header, rows, consumed = _head_sample(source, fmt, settings.sample_rows // 2 or 1, settings.load_retries)
     columns = tuple(column_names(header)) if fmt.header else tuple(f"column_{i}" for i in range(1, len(header) + 1))
     if not fmt.header:
         rows = [header, *rows]
     if source.compression is None and fmt.ascii_compatible and source.size > consumed:
-        rows += _window_sample(source, fmt, len(columns), consumed, settings.sample_rows - len(rows))
+        budget = settings.sample_rows - len(rows)
+        rows += _window_sample(source, fmt, len(columns), (consumed, budget), settings.load_retries)
     nulls = frozenset(settings.null_values)
     types = infer_types(rows, len(columns), nulls) if settings.infer_types else [TEXT] * len(columns)
     return FileProfile(source, fmt, tuple(header), columns, tuple(types), len(rows))
 
 
-def _head_sample(source: SourceFile, fmt: CsvFormat, limit: int) -> tuple[list[str], list[list[str]], int]:
+def _head_sample(
+    source: SourceFile, fmt: CsvFormat, limit: int, retries: int
+) -> tuple[list[str], list[list[str]], int]:
     """The first record, up to `limit` more rows, and about how many bytes they span."""
-    with open_binary(source) as raw:
+    with open_binary(source, retries) as raw:
         text = text_stream(raw, fmt, errors="replace")
         reader = csv_reader(text, fmt)
         try:
@@ -64,15 +68,18 @@ def _head_sample(source: SourceFile, fmt: CsvFormat, limit: int) -> tuple[list[s
     return header, rows, consumed
 
 
-def _window_sample(source: SourceFile, fmt: CsvFormat, width: int, start: int, budget: int) -> list[list[str]]:
-    """Rows from windows spread between `start` and the end of a plain file."""
+def _window_sample(
+    source: SourceFile, fmt: CsvFormat, width: int, after: tuple[int, int], retries: int
+) -> list[list[str]]:
+    """Up to `budget` rows from windows spread between byte `start` and the end of a plain file (`after`)."""
+    start, budget = after
     if budget <= 0 or width == 0:
         return []
     span = source.size - start
     offsets = sorted({start + span * (i + 1) // (WINDOWS + 1) for i in range(WINDOWS)} | {source.size - WINDOW_BYTES})
     per_window = max(1, budget // len(offsets))
     rows: list[list[str]] = []
-    with open(source.location, "rb") as handle:
+    with open_location(source.location, retries, source.fingerprint) as handle:
         for offset in offsets:
             if offset <= start:
                 continue

@@ -71,7 +71,7 @@ class LoadTask:
         """The bytes this task loads: the whole file, or its range."""
         if self.byte_range:
             return open_range(self.source.location, self.byte_range)
-        return open_binary(self.source)
+        return open_binary(self.source, self.settings.load_retries)
 
 
 @dataclass
@@ -154,15 +154,14 @@ def _describe(exc: BaseException, settings: Settings) -> str:
         text = describe_db_error(exc)
     else:
         text = f"{type(exc).__name__}: {first_line(exc)}" if not isinstance(exc, OSError) else str(exc)
-    password = sa.engine.make_url(settings.dest_sql).password if "://" in settings.dest_sql else None
-    return redact(text, [password, settings.pipedrive_api_key])
+    return redact(text, settings.secrets())
 
 
 def _check_header(task: LoadTask) -> None:
     """Fail the file if its header is no longer the one it was planned with (it changed mid-run)."""
     if not task.format.header:
         return
-    with open_binary(task.source) as raw:
+    with open_binary(task.source, task.settings.load_retries) as raw:
         header = next(csv_reader(text_stream(raw, task.format, errors="replace"), task.format), [])
     if tuple(column_names(header)) != task.columns:
         raise _Failed("the file's header changed while the run was planning; run again to load its new shape")
@@ -237,7 +236,11 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
             reader = HashingReader(raw)
             if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
                 reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
-            rows = writer.bulk(conn, target, reader, task.read_format)
+            try:
+                rows = writer.bulk(conn, target, reader, task.read_format)
+            except Exception:
+                reader.raise_read_error()  # a download that failed is the source's fault, not the database's
+                raise
             reader.drain()
             if reader.last_line_has_open_quote(task.format):
                 raise DataProblem("the last line has a quote that may never close")
