@@ -10,6 +10,7 @@ from .db import create_engine
 from .pipedrive import SyncReport, run_sync
 from .staging.loader import Progress, load
 from .staging.report import LoadReport
+from .transform import TransformReport, build_deals
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,12 @@ class RunReport:
     """The reports of the stages that ran, and notes on the ones that did not."""
 
     load: LoadReport | None = None
+    transform: TransformReport | None = None
     sync: SyncReport | None = None
     notes: list[str] = field(default_factory=list)
 
     def _reports(self) -> list:
-        return [report for report in (self.load, self.sync) if report is not None]
+        return [report for report in (self.load, self.transform, self.sync) if report is not None]
 
     @property
     def exit_code(self) -> int:
@@ -35,6 +37,7 @@ class RunReport:
         return {
             "exit_code": self.exit_code,
             "load": self.load.to_dict() if self.load else None,
+            "transform": self.transform.to_dict() if self.transform else None,
             "sync": self.sync.to_dict() if self.sync else None,
             "notes": self.notes,
         }
@@ -53,6 +56,14 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
     try:
         if step in ("all", "load"):
             report.load = load(settings, engine, progress)
+        if step == "all" and report.load.failed:
+            # Deals built from a partial load would push wrong values to Pipedrive.
+            report.notes.append(
+                f"transform and sync: skipped, {len(report.load.failed)} file(s) failed to load; fix them and run again"
+            )
+            return report
+        if step in ("all", "transform"):
+            report.transform = build_deals(settings, engine)
         if step in ("all", "sync"):
             if settings.pipedrive_api_key:
                 report.sync = run_sync(settings, engine)

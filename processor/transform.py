@@ -16,6 +16,7 @@ MariaDB the build also turns off a plan that is far slower for whole tables (`_p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -89,6 +90,10 @@ class TransformReport:
     currency: str
     indexes_created: tuple[str, ...]
     elapsed: float
+    exit_code: int = 0  # a view that could not be built raises TransformError instead
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "total_value": str(self.total_value)}
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
