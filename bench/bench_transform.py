@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from processor.config import Settings  # noqa: E402
 from processor.db import create_engine, normalise_url  # noqa: E402
+from processor.staging.loader import load  # noqa: E402
 from processor.transform import TransformReport, build_deals, deals_relation, reflect_staging  # noqa: E402
 from scripts.make_sample_data import write_dataset  # noqa: E402
-from scripts.stage_csv import stage_csv_folder, staging_tables  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 NAMESPACE = "bench_transform"
@@ -85,19 +85,13 @@ def fresh_engine(backend: str, url: str | None) -> Iterator[sa.Engine]:
         admin.dispose()
 
 
-def copy_postgres(engine: sa.Engine, folder: Path) -> None:
-    """Create the staging tables and fill them with COPY FROM STDIN, then ANALYZE them."""
-    tables = staging_tables("postgresql")
-    with engine.begin() as conn:
-        for table in tables:
-            table.create(conn)
-        cursor = conn.connection.dbapi_connection.cursor()
-        for table in tables:
-            columns = ", ".join(column.name for column in table.columns if column.name != "_source_file")
-            with (folder / f"{table.name}.csv").open(encoding="utf-8") as handle:
-                cursor.copy_expert(f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER true)", handle)
-        for table in tables:
-            conn.execute(sa.text(f"ANALYZE {table.name}"))
+def stage(settings: Settings, folder: Path) -> str:
+    """Stage the three files with the project loader (PostgreSQL COPY, MySQL LOAD DATA, SQLite inserts)."""
+    report = load(settings.replace(src_data_folder=str(folder), src_file_name=("raw_*.csv",), load_workers=2,
+                                   progress="off", full_refresh=True))
+    if report.exit_code:
+        sys.exit("\n".join(report.lines()))
+    return f"{report.rows_loaded} rows"
 
 
 def read_fully(settings: Settings, engine: sa.Engine) -> int:
@@ -114,16 +108,17 @@ def read_fully(settings: Settings, engine: sa.Engine) -> int:
 def describe(outcome: object) -> str:
     if isinstance(outcome, TransformReport):
         return f"{outcome.deals} deals worth {outcome.total_value}, {outcome.bonus_deals} with a bonus"
+    if isinstance(outcome, str):
+        return outcome
     return f"{outcome} rows" if isinstance(outcome, int) else ""
 
 
 def run(backend: str, engine: sa.Engine, folder: Path) -> list[tuple[str, str, float, str]]:
     settings = Settings(dest_sql=engine.url.render_as_string(hide_password=False))
     table = settings.replace(deals_materialize=True)
-    loader = copy_postgres if backend == "postgresql" else stage_csv_folder
     results = []
     steps = [
-        ("stage the CSV files (COPY / executemany)", lambda: loader(engine, folder)),
+        ("stage the CSV files (the project loader)", lambda: stage(settings, folder)),
         ("first build of the view (creates the key indexes)", lambda: build_deals(settings, engine)),
         ("rebuild the view (indexes exist)", lambda: build_deals(settings, engine)),
         ("read the view fully", lambda: read_fully(settings, engine)),
