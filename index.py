@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 
-from dotenv import dotenv_values
+from dotenv import load_dotenv
 
 from processor.config import Settings, describe_options
 from processor.errors import ConfigError, Interrupted, ProcessorError
@@ -32,9 +32,14 @@ log = logging.getLogger("processor")
 
 
 def read_environment() -> dict[str, str]:
-    """`.env` in the working directory under the real environment (which wins)."""
-    from_file = {k: v for k, v in dotenv_values(".env").items() if v is not None} if os.path.exists(".env") else {}
-    return {**from_file, **os.environ}
+    """`.env` in the working directory under the real environment (which wins).
+
+    The file's values go into the process environment too, so libraries that read it themselves
+    (the AWS credentials of S3 sources) see them.
+    """
+    if os.path.exists(".env"):
+        load_dotenv(".env", override=False)
+    return dict(os.environ)
 
 
 def _raise_interrupted(signum, _frame) -> None:

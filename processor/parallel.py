@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import uuid
@@ -28,10 +29,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _worker_init(level: int, secrets: list[str]) -> None:
-    """Workers ignore Ctrl-C (the parent stops them) and log like the parent, secrets masked."""
+def _worker_init(level: int, secrets: list[str], environment: dict[str, str]) -> None:
+    """Workers ignore Ctrl-C (the parent stops them), see the parent's environment as it is now (the
+    fork server started earlier), and log like the parent, secrets masked."""
     from .feedback import configure_logging
 
+    os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(logging.getLevelName(level), secrets)
 
@@ -67,7 +70,7 @@ def _on_pool(function, pending: list, settings: Settings, on_crash) -> Iterator:
         max_workers=min(settings.load_workers, len(pending)),
         mp_context=_context(),
         initializer=_worker_init,
-        initargs=(logging.getLogger().level, settings.secrets()),
+        initargs=(logging.getLogger().level, settings.secrets(), dict(os.environ)),
     )
     try:
         futures: dict[Future, Any] = {pool.submit(function, task): task for task in pending}
