@@ -93,3 +93,11 @@ def test_an_unreachable_database_fails_fast_with_the_password_masked():
     assert "hunter2pw" not in str(raised.value)
     assert "***" in str(raised.value)
     assert display_url("mysql://root:pw123@h/db") == "mysql://root:***@h/db"
+
+
+def test_the_readme_documents_every_variable():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [option.env for option in OPTIONS if f"`{option.env}`" not in readme]
+    assert missing == []
