@@ -87,8 +87,11 @@ def fresh_engine(backend: str, url: str | None) -> Iterator[sa.Engine]:
 
 def stage(settings: Settings, folder: Path) -> str:
     """Stage the three files with the project loader (PostgreSQL COPY, MySQL LOAD DATA, SQLite inserts)."""
-    report = load(settings.replace(src_data_folder=str(folder), src_file_name=("raw_*.csv",), load_workers=2,
-                                   progress="off", full_refresh=True))
+    report = load(
+        settings.replace(
+            src_data_folder=str(folder), src_file_name=("raw_*.csv",), load_workers=2, progress="off", full_refresh=True
+        )
+    )
     if report.exit_code:
         sys.exit("\n".join(report.lines()))
     return f"{report.rows_loaded} rows"

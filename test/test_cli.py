@@ -84,8 +84,9 @@ def test_the_whole_job_loads_builds_the_view_and_syncs_to_pipedrive(tmp_path, pi
     done = run_index(tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "processor.db") as db:
-        view = {str(order): (title, value) for order, title, value in
-                db.execute("SELECT order_id, title, value FROM deals")}
+        view = {
+            str(order): (title, value) for order, title, value in db.execute("SELECT order_id, title, value FROM deals")
+        }
     held = {d["title"] + "|" + str(d["value"]) for d in fake.deals()}
     assert len(fake.deals()) == len(view) > 100
     assert held == {f"{title}|{float(value)}" for title, value in view.values()}
@@ -103,7 +104,14 @@ def test_a_failed_file_stops_the_job_before_pipedrive(tmp_path, pipedrive_fake):
     for name in ("raw_customers.csv", "raw_orders.csv", "raw_payments.csv"):
         (src / name).write_bytes((ROOT / "processor" / "sample_data" / name).read_bytes())
     (src / "raw_payments.csv").write_bytes(b"id,order_id,payment_method,amount\n1,1,x\n")
-    done = run_index(tmp_path, env={"PIPEDRIVE_API_KEY": "cli-token", "PIPEDRIVE_BASE_URL": fake.url,
-                                    "SRC_DATA_FOLDER": str(src), "MAX_ERRORS": "0"})
+    done = run_index(
+        tmp_path,
+        env={
+            "PIPEDRIVE_API_KEY": "cli-token",
+            "PIPEDRIVE_BASE_URL": fake.url,
+            "SRC_DATA_FOLDER": str(src),
+            "MAX_ERRORS": "0",
+        },
+    )
     assert done.returncode == 1
     assert "skipped" in done.stdout and fake.requests() == []

@@ -144,8 +144,13 @@ def staged(db_url, engine_of, make_settings) -> Callable[..., tuple[Settings, sa
     def stage(folder: Path = SAMPLE, column_types: dict[str, str] | None = None, **fields) -> tuple:
         engine = engine_of(db_url)
         pinned = tuple((*key.split("."), spec) for key, spec in (column_types or {}).items())
-        staging = make_settings(dest_sql=db_url, src_data_folder=str(folder), src_file_name=("raw_*.csv",),
-                                column_types=pinned, full_refresh=True)
+        staging = make_settings(
+            dest_sql=db_url,
+            src_data_folder=str(folder),
+            src_file_name=("raw_*.csv",),
+            column_types=pinned,
+            full_refresh=True,
+        )
         report = load(staging)  # the project's loader, as a run stages the files
         assert report.exit_code == 0, report.lines()
         return make_settings(dest_sql=db_url, **fields), engine
@@ -368,7 +373,12 @@ def test_rebuilding_switches_cleanly_between_view_and_table(staged):
         assert_same_deals(read_deals(step, engine), expected.deals)
         assert_report_matches(report, expected)
     names = set(sa.inspect(engine).get_table_names()) | set(sa.inspect(engine).get_view_names())
-    assert names - {"_processor_files", "_processor_rejects"} == {"raw_customers", "raw_orders", "raw_payments", "deals"}
+    assert names - {"_processor_files", "_processor_rejects"} == {
+        "raw_customers",
+        "raw_orders",
+        "raw_payments",
+        "deals",
+    }
 
 
 def test_a_failed_rebuild_keeps_the_previous_deals(staged, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
@@ -85,21 +86,32 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+_TIME_OF_DAY = re.compile(r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?\Z")
+
+
 def _checked(rows: Iterable[list[str]], columns: list[tuple[int, str]], nulls: frozenset[str]) -> Iterator[list[str]]:
-    """Rows whose date and timestamp fields are real ISO dates (a cache spares repeated values)."""
-    good: set[str] = set()
+    """Rows whose date and timestamp fields are real ISO dates (SQLite would store anything as text)."""
+    days: set[str] = set()  # dates already checked: most files repeat them
+
+    def is_day(text: str) -> bool:
+        if text not in days:
+            if classify(text).kind != "date":
+                return False
+            days.add(text)
+        return True
+
+    def fits(value: str, kind: str) -> bool:
+        if value in nulls:
+            return True
+        if kind == "date":
+            return is_day(value)
+        # a timestamp: a checked date, then a time of day (or nothing: a timestamp holds a bare date)
+        return is_day(value[:10]) and (len(value) == 10 or _TIME_OF_DAY.match(value, 10) is not None)
+
     for row in rows:
         for index, kind in columns:
-            if index >= len(row):
-                break
-            value = row[index]
-            if value in good or value in nulls:
-                continue
-            found = classify(value).kind
-            if found != kind and not (kind == "timestamp" and found == "date"):
-                raise _BadValue(f"{value[:80]!r} is not a {kind}")
-            if len(good) < 100_000:
-                good.add(value)
+            if index < len(row) and not fits(row[index], kind):
+                raise _BadValue(f"{row[index][:80]!r} is not a {kind}")
         yield row
 
 
