@@ -115,3 +115,19 @@ def test_a_failed_file_stops_the_job_before_pipedrive(tmp_path, pipedrive_fake):
     )
     assert done.returncode == 1
     assert "skipped" in done.stdout and fake.requests() == []
+
+
+def test_transform_without_staging_tables_exits_5_with_the_fix(tmp_path):
+    done = run_index(tmp_path, "transform")
+    assert done.returncode == 5
+    assert "raw_" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_token_pipedrive_refuses_stops_the_sync_with_exit_6(tmp_path, pipedrive_fake):
+    fake = pipedrive_fake(token="the-right-token")
+    assert run_index(tmp_path, "load").returncode == 0
+    assert run_index(tmp_path, "transform").returncode == 0
+    done = run_index(tmp_path, "sync", env={"PIPEDRIVE_API_KEY": "a-wrong-token", "PIPEDRIVE_BASE_URL": fake.url})
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "a-wrong-token" not in done.stdout + done.stderr
+    assert fake.deals() == []
