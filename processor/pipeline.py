@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .db import create_engine
-from .pipedrive import SyncReport, run_sync
 from .staging.loader import Progress, load
 from .staging.report import LoadReport
-from .transform import TransformReport, build_deals
+
+if TYPE_CHECKING:  # imported when their stage runs: a load alone starts faster
+    from .pipedrive import SyncReport
+    from .transform import TransformReport
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +66,13 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
             )
             return report
         if step in ("all", "transform"):
+            from .transform import build_deals
+
             report.transform = build_deals(settings, engine)
         if step in ("all", "sync"):
             if settings.pipedrive_api_key:
+                from .pipedrive import run_sync
+
                 report.sync = run_sync(settings, engine)
             else:
                 report.notes.append("sync: skipped, PIPEDRIVE_API_KEY is not set")
