@@ -7,8 +7,9 @@ The library API is small:
     for file in report.files:
         print(file.path, file.status, file.rows_loaded, file.rows_rejected, file.error)
 
-`Settings.from_env(mapping)` builds the full configuration (every variable of the README), and
-`run(settings, step)` runs load, transform and sync as `python index.py` does.
+`Settings.from_env(mapping)` builds the full configuration (every variable of the README),
+`run(settings, step)` runs load, transform and sync as `python index.py` does, and
+`build_deals(settings, engine)` / `sync_deals(settings, rows)` run one stage from Python.
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ from .staging.loader import load
 from .staging.report import LoadReport
 from .staging.worker import FileResult
 
-__all__ = ["FileResult", "LoadReport", "ProcessorError", "RunReport", "Settings", "load", "load_folder", "run"]
+__all__ = ["FileResult", "LoadReport", "ProcessorError", "RunReport", "Settings", "SyncReport", "TransformReport",
+           "build_deals", "load", "load_folder", "run", "run_sync", "sync_deals"]
+_LAZY = {"build_deals": "transform", "TransformReport": "transform", "run_sync": "pipedrive",
+         "sync_deals": "pipedrive", "SyncReport": "pipedrive"}
+
+
+def __getattr__(name: str) -> Any:
+    """The transform and sync entry points, imported on first use (a load alone starts faster)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_folder(
