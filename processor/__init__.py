@@ -23,10 +23,28 @@ from .staging.loader import load
 from .staging.report import LoadReport
 from .staging.worker import FileResult
 
-__all__ = ["FileResult", "LoadReport", "ProcessorError", "RunReport", "Settings", "SyncReport", "TransformReport",
-           "build_deals", "load", "load_folder", "run", "run_sync", "sync_deals"]
-_LAZY = {"build_deals": "transform", "TransformReport": "transform", "run_sync": "pipedrive",
-         "sync_deals": "pipedrive", "SyncReport": "pipedrive"}
+__all__ = [
+    "FileResult",
+    "LoadReport",
+    "ProcessorError",
+    "RunReport",
+    "Settings",
+    "SyncReport",
+    "TransformReport",
+    "build_deals",
+    "load",
+    "load_folder",
+    "run",
+    "run_sync",
+    "sync_deals",
+]
+_LAZY = {
+    "build_deals": "transform",
+    "TransformReport": "transform",
+    "run_sync": "pipedrive",
+    "sync_deals": "pipedrive",
+    "SyncReport": "pipedrive",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,9 @@
 is written in the same transaction as the file's data, so it never claims rows that are not
 there. `content_hash`, `table_name` and `rows_loaded` describe the rows the table holds now;
 `status`, `error` and the times describe the last attempt, so a failed reload of a changed
-file still remembers the older rows it must replace next time.
+file still remembers the older rows it must replace next time. (A big file cut into ranges
+commits range by range and is marked loaded after the last one, so rows of a file the ledger
+knows may sit in its `table_name` whatever its status: a reload always removes them first.)
 
 `_processor_rejects` holds every rejected row: file, content hash, line number, reason and the
 raw text of the line.
@@ -70,11 +72,6 @@ class Entry:
     content_hash: str | None
     rows_loaded: int
     status: str
-
-    @property
-    def has_rows(self) -> bool:
-        """Whether rows of an earlier version of this file may be in `table_name`."""
-        return bool(self.table_name) and self.content_hash is not None and self.rows_loaded > 0
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def profile_source(task: ProfileTask) -> Profiled:
         split = _split(task, profile)
     except (OSError, csv.Error, UnicodeError, zipfile.BadZipFile, EOFError) as exc:
         return Profiled(source, task.table, error=f"cannot read the file: {exc}")
-    if split is not None and _unchanged(task, split.fingerprint):
+    if task.split_parts >= 2 and _unchanged(task, split.fingerprint if split else None):
         return Profiled(source, task.table, skip="unchanged since it was loaded")
     return Profiled(source, task.table, profile=profile, split=split if split and len(split.ranges) > 1 else None)
 
