@@ -76,7 +76,6 @@ class HashingReader(io.RawIOBase):
         super().__init__()
         self._raw = raw
         self._hash = hashlib.sha256()
-        self.bytes_read = 0
         self.tail = b""  # the last bytes read, to look at the file's last line
         self.error: OSError | None = None  # why reading the source failed, whatever a consumer made of it
 
@@ -105,7 +104,6 @@ class HashingReader(io.RawIOBase):
 
     def _seen(self, data: bytes) -> None:
         self._hash.update(data)
-        self.bytes_read += len(data)
         if data:
             self.tail = (self.tail + data)[-self.TAIL :] if len(data) < self.TAIL else data[-self.TAIL :]
 

@@ -251,7 +251,6 @@ def _load_tasks(
             settings,
             item.source,
             profile.format,
-            profile.header,
             item.table,
             profile.columns,
             plans[item.table].pinned,

@@ -32,7 +32,6 @@ class FileProfile:
     header: tuple[str, ...]
     columns: tuple[str, ...]
     types: tuple[ColumnType, ...]
-    sampled_rows: int
 
 
 def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
@@ -49,7 +48,7 @@ def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
         rows += _window_sample(source, fmt, len(columns), (consumed, budget), settings.load_retries)
     nulls = frozenset(settings.null_values)
     types = infer_types(rows, len(columns), nulls) if settings.infer_types else [TEXT] * len(columns)
-    return FileProfile(source, fmt, tuple(header), columns, tuple(types), len(rows))
+    return FileProfile(source, fmt, tuple(header), columns, tuple(types))
 
 
 def _head_sample(

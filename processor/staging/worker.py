@@ -50,7 +50,6 @@ class LoadTask:
     settings: Settings
     source: SourceFile
     format: CsvFormat
-    header: tuple[str, ...]
     table: str
     columns: tuple[str, ...]
     pinned: frozenset[str]
