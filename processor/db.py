@@ -162,7 +162,12 @@ def check_connection(engine: Engine) -> None:
 
 def describe_db_error(exc: BaseException, url: URL | None = None) -> str:
     """The first line of a driver error, without SQL parameters or passwords."""
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    text = first_line(getattr(exc, "orig", None) or exc)
     secrets = [url.password] if url is not None and url.password else []
     return redact(text, secrets)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (drivers add SQL and hints below it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

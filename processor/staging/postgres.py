@@ -14,9 +14,10 @@ from typing import BinaryIO
 import psycopg2
 from sqlalchemy.engine import Connection
 
+from ..db import first_line
 from .files import CHUNK, CsvFormat
 from .tables import SOURCE_SETTING
-from .target import DataProblem, Disconnected, Target, first_line
+from .target import DataProblem, Disconnected, Target
 
 NAME = "copy"
 # Python codec name -> PostgreSQL client encoding; anything else is transcoded to UTF-8 on the way.

@@ -16,10 +16,11 @@ from typing import BinaryIO
 
 from sqlalchemy.engine import Connection
 
+from ..db import first_line
 from ..schema import classify
 from .files import CsvFormat, csv_reader, text_stream
 from .tables import SOURCE_COLUMN
-from .target import DataProblem, Disconnected, Target, first_line
+from .target import DataProblem, Disconnected, Target
 
 NAME = "insert"
 _REAL_CHARACTERS = 17  # 15 significant digits, a sign and a point

@@ -37,9 +37,3 @@ class Target:
     def nullable(self, kind: str) -> bool:
         """Whether empty fields and null markers become NULL in a column of this kind."""
         return kind != "text" or self.nulls_in_text
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message (drivers add SQL and hints below it)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .. import ledger
 from ..config import Settings
-from ..db import describe_db_error, dialect_family, engine_for, writing
+from ..db import describe_db_error, dialect_family, engine_for, first_line, writing
 from ..ledger import Reject
 from ..redact import redact
 from ..schema import ColumnType, column_names
@@ -34,7 +34,7 @@ from .records import printable, read_records
 from .rows import RowChecker
 from .split import ByteRange, open_range
 from .tables import delete_file_rows, reflect, widen
-from .target import DataProblem, Disconnected, Target, first_line
+from .target import DataProblem, Disconnected, Target
 
 log = logging.getLogger(__name__)
 
