@@ -185,6 +185,9 @@ def classify(value: str) -> ColumnType:
     return TEXT
 
 
+NULL_WORD = "NULL"  # what SQL loaders read as NULL when it stands unquoted in a CSV
+
+
 def is_null(value: str, column: ColumnType, null_values: frozenset[str], nulls_in_text: bool) -> bool:
     """Whether a field stands for NULL in a column of this type."""
     if column.kind == "text" and not nulls_in_text:
@@ -192,13 +195,32 @@ def is_null(value: str, column: ColumnType, null_values: frozenset[str], nulls_i
     return value == "" or value in null_values
 
 
+def sampled_values(rows: Sequence[Sequence[str]], width: int) -> list[set[str]]:
+    """The distinct values of each column in sampled rows (rows of another width are ignored)."""
+    usable = [row for row in rows if len(row) == width]
+    return [set(map(itemgetter(index), usable)) for index in range(width)]
+
+
 def infer_types(
     rows: Sequence[Sequence[str]], width: int, null_values: frozenset[str] = frozenset()
 ) -> list[ColumnType]:
     """Column types for sampled rows (rows of another width are ignored); an all-null column is `empty`."""
-    usable = [row for row in rows if len(row) == width]
+    return types_of(sampled_values(rows, width), null_values)
+
+
+def types_of(values: Sequence[set[str]], null_values: frozenset[str] = frozenset()) -> list[ColumnType]:
+    """Column types for each column's sampled values; empty fields and null markers are left out."""
     skip = {"", *null_values}
-    return [classify_values(set(map(itemgetter(index), usable)) - skip) for index in range(width)]
+    return [classify_values(column - skip) for column in values]
+
+
+def nullish(values: Sequence[set[str]], null_values: frozenset[str] = frozenset()) -> list[frozenset[str]]:
+    """Per column, which stand-ins for nothing its sample held: the empty field, a null marker, the word NULL.
+
+    A loader that treats a column as never empty (MySQL's lean LOAD DATA) checks these first.
+    """
+    watch = {"", NULL_WORD, *null_values}
+    return [frozenset(column & watch) for column in values]
 
 
 _INTEGERS = re.compile(r"(?:-?(?:0|[1-9][0-9]{0,17})\n)*")

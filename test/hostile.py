@@ -60,6 +60,7 @@ def _zip(member: str, data: bytes) -> bytes:
 
 AB = ("a", "b")
 SMALL_SAMPLE = {"sample_rows": 4}  # two head rows: later rows surprise the inference
+HEAD_ONLY_SAMPLE = {"sample_rows": 2}  # one head row (and no windows in a compressed file)
 
 CASES = [
     Case("too_many_fields", b"a,b\n1,x\n2,y,extra\n3,z\n", [(1, "x"), (3, "z")], AB, (3,)),
@@ -208,6 +209,40 @@ CASES = [
     Case("bzip2", bz2.compress(b"a,b\n1,x\n2,y\n"), [(1, "x"), (2, "y")], AB, filename="bzip2.csv.bz2"),
     Case(
         "zip_member", _zip("inner/zip_member.csv", b"a,b\n1,x\n2,y\n"), [(1, "x"), (2, "y")], AB, filename="archive.zip"
+    ),
+    # A compressed file is sampled from its head only: one row here. What follows it surprises
+    # a loader that trusts the sample (MySQL's lean LOAD DATA) and must not be coerced.
+    Case(
+        "empty_typed_fields_after_the_sample",
+        _gzip(b"a,b,c,d\n1,5,2020-01-01,1.5\n2,,,\n3,7,2020-01-03,2.5\n"),
+        [(1, 5, "2020-01-01", Decimal("1.5")), (2, None, None, None), (3, 7, "2020-01-03", Decimal("2.5"))],
+        ("a", "b", "c", "d"),
+        settings=HEAD_ONLY_SAMPLE,
+        filename="empty_typed_fields_after_the_sample.csv.gz",
+    ),
+    Case(
+        "null_word_after_the_sample_stays_text",
+        _gzip(b'a,b\n1,x\n2,NULL\n3,"NULL"\n4,NULLABLE\n5,y\n'),
+        [(1, "x"), (2, "NULL"), (3, "NULL"), (4, "NULLABLE"), (5, "y")],
+        AB,
+        settings=HEAD_ONLY_SAMPLE,
+        filename="null_word_after_the_sample_stays_text.csv.gz",
+    ),
+    Case(
+        "null_word_in_a_number_column_after_the_sample",
+        _gzip(b"a,b\n1,5\n2,NULL\n"),
+        [(1, "5"), (2, "NULL")],
+        AB,
+        settings=HEAD_ONLY_SAMPLE,
+        filename="null_word_in_a_number_column_after_the_sample.csv.gz",
+    ),
+    Case(
+        "decimal_in_an_integer_column_after_the_sample",
+        _gzip(b"a,b\n1,5\n2,2.5\n3,1e3\n"),
+        [(1, "5"), (2, "2.5"), (3, "1e3")],
+        AB,
+        settings=HEAD_ONLY_SAMPLE,
+        filename="decimal_in_an_integer_column_after_the_sample.csv.gz",
     ),
 ]
 

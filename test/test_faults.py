@@ -151,7 +151,7 @@ def _killer(admin: sa.Engine, family: str, stop: threading.Event, killed: list) 
         )
         kill = "SELECT pg_terminate_backend({})"
     else:
-        find = "SELECT id FROM information_schema.PROCESSLIST WHERE INFO LIKE 'LOAD DATA%%'"
+        find = "SELECT id FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'LOAD DATA%%'"
         kill = "KILL {}"
     while not stop.is_set() and not killed:
         with admin.connect() as conn:

@@ -14,7 +14,9 @@ from processor.schema import (
     infer_types,
     join,
     normalise_name,
+    nullish,
     parse_type_spec,
+    sampled_values,
     stored_type,
     table_name_for,
 )
@@ -115,6 +117,12 @@ def test_infer_types_on_mixed_and_empty_columns():
 def test_null_markers_do_not_make_a_column_text():
     rows = [["1", "N/A"], ["N/A", "2020-01-01"]]
     assert [t.kind for t in infer_types(rows, 2, frozenset({"N/A"}))] == ["integer", "date"]
+
+
+def test_nullish_names_the_stand_ins_for_nothing_each_column_held():
+    rows = [["1", "", "NULL", "x", "N/A"], ["2", "5", "y", "NULLABLE", "3"], ["short"]]
+    found = nullish(sampled_values(rows, 5), frozenset({"N/A"}))
+    assert found == [frozenset(), {""}, {"NULL"}, frozenset(), {"N/A"}]
 
 
 @pytest.mark.parametrize(

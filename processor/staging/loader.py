@@ -256,6 +256,7 @@ def _load_tasks(
             plans[item.table].pinned,
             previous,
             run_id,
+            profile.nullish,
         )
         if item.split is None:
             tasks.append(task)

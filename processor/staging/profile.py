@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..remote import open_location
-from ..schema import TEXT, ColumnType, column_names, infer_types
+from ..schema import TEXT, ColumnType, column_names, nullish, sampled_values, types_of
 from ..sources import SourceFile
 from .files import HEAD_BYTES, CsvFormat, csv_reader, detect_format, open_binary, text_stream
 
@@ -32,6 +32,7 @@ class FileProfile:
     header: tuple[str, ...]
     columns: tuple[str, ...]
     types: tuple[ColumnType, ...]
+    nullish: tuple[frozenset[str], ...]  # per column: empty fields, null markers or NULL words seen in the sample
 
 
 def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
@@ -47,8 +48,9 @@ def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
         budget = settings.sample_rows - len(rows)
         rows += _window_sample(source, fmt, len(columns), (consumed, budget), settings.load_retries)
     nulls = frozenset(settings.null_values)
-    types = infer_types(rows, len(columns), nulls) if settings.infer_types else [TEXT] * len(columns)
-    return FileProfile(source, fmt, tuple(header), columns, tuple(types))
+    values = sampled_values(rows, len(columns))
+    types = types_of(values, nulls) if settings.infer_types else [TEXT] * len(columns)
+    return FileProfile(source, fmt, tuple(header), columns, tuple(types), tuple(nullish(values, nulls)))
 
 
 def _head_sample(

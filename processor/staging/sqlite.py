@@ -35,6 +35,11 @@ def can_bulk(conn: Connection) -> bool:
     return True
 
 
+def lean(target: Target) -> bool:
+    """Every value is checked as it streams; there is nothing to skip."""
+    return False
+
+
 def begin(conn: Connection, target: Target) -> None:
     return None
 

@@ -25,6 +25,8 @@ class Target:
     types: tuple[ColumnType, ...]
     null_values: tuple[str, ...] = ()
     nulls_in_text: bool = False
+    nullish: tuple[frozenset[str], ...] = ()  # per column, the stand-ins for nothing its sample held
+    lean: bool = False  # load trusting the sample: columns it saw no nulls in go in unguarded, checked after
 
     @property
     def text_columns(self) -> list[str]:

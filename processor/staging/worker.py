@@ -55,6 +55,7 @@ class LoadTask:
     pinned: frozenset[str]
     previous_table: str | None
     run_id: str
+    nullish: tuple[frozenset[str], ...] = ()  # per column, what the sample held for nothing (see schema.nullish)
     byte_range: ByteRange | None = None  # one piece of a big file; the parent owns the file's ledger row
 
     @property
@@ -196,11 +197,17 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
     fast = fast_allowed
     for _ in range(MAX_WIDENINGS):
         target = Target(
-            task.table, task.source.path, task.columns, types, settings.null_values, settings.null_values_in_text
+            task.table,
+            task.source.path,
+            task.columns,
+            types,
+            settings.null_values,
+            settings.null_values_in_text,
+            task.nullish,
         )
         if fast:
             try:
-                return _bulk(engine, writer, task, target)
+                return _bulk_attempts(engine, writer, task, target)
             except DataProblem as problem:
                 log.info("%s: %s; checking it row by row", task.source.path, problem)
         outcome = _careful(engine, writer, task, target)
@@ -226,6 +233,16 @@ def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> None:
     writer.begin(conn, target)
     if task.previous_table and task.byte_range is None:
         delete_file_rows(conn, task.previous_table, task.source.path)
+
+
+def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
+    """The bulk path; a writer with a lean variant (one that trusts the sample) tries that first."""
+    if writer.lean(target):
+        try:
+            return _bulk(engine, writer, task, dataclasses.replace(target, lean=True))
+        except DataProblem as problem:
+            log.info("%s: %s; loading it again with every field checked", task.source.path, problem)
+    return _bulk(engine, writer, task, target)
 
 
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
