@@ -3,6 +3,7 @@
     with FakePipedrive(FakeConfig(token="t", burst_limit=40)) as fake:
         ...  # point PIPEDRIVE_BASE_URL at fake.url
         fake.persons(), fake.deals()          # what Pipedrive holds (serialised like the API)
+        fake.archive_deal(id)                 # what a salesperson's "Archive" does
         fake.requests(), fake.writes()        # every request with method, path, query, status, body
 
 By hand:  python test/pipedrive_fake.py --port 8765 --token x [--burst 40 --latency 0.05 ...]
@@ -11,6 +12,7 @@ What it implements (see ../shared/research/pipedrive-api.md):
 - auth by `x-api-token` header or `api_token` query, else 401;
 - /api/v2/persons and /api/v2/deals: list (cursor pages, limit <= 500, `custom_fields`,
   `updated_since`, `sort_by`, `sort_direction`, deals `status`), GET/PATCH/DELETE by id, POST;
+  the deals list leaves archived deals out: /api/v2/deals/archived lists them (same parameters);
   /api/v2/{persons,deals}/search (`term`, `fields`, `exact_match`, optional index lag);
   /api/v2/{person,deal}Fields (list, create with a 40-hex `field_code`, GET by code);
 - strict validation: unknown keys, wrong types, missing name/title, unknown custom field codes
@@ -78,6 +80,7 @@ COSTS = {
     ("PATCH", "item"): 5,
     ("DELETE", "item"): 3,
     ("GET", "search"): 20,
+    ("GET", "archived"): 20,
     ("GET", "fields"): 10,
     ("POST", "fields"): 5,
     ("GET", "field"): 1,
@@ -484,8 +487,13 @@ class Account:
         return self._visible("persons")
 
     def deals(self) -> list[dict[str, Any]]:
-        """Non-deleted deals as the API would list them."""
+        """Non-deleted deals as the API would list them, archived ones included (`is_archived` says which)."""
         return self._visible("deals")
+
+    def archive_deal(self, deal_id: int) -> None:
+        """Archive a deal, as a salesperson would in the app; raises ApiError 404 for an unknown id."""
+        with self.lock:
+            self._find(self.collections["deals"], deal_id).update(is_archived=True, update_time=_now())
 
     def _visible(self, name: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -577,7 +585,9 @@ class Account:
         """(kind, collection, id-or-code, cost); raises ApiError 404/405."""
         match = re.fullmatch(r"/api/v2/(persons|deals)(?:/(search|\d+))?/?", path)
         fields = re.fullmatch(r"/api/v2/(person|deal)Fields(?:/([0-9a-z_]+))?/?", path)
-        if match:
+        if path.rstrip("/") == "/api/v2/deals/archived":
+            coll, kind, target = self.collections["deals"], "archived", None
+        elif match:
             coll = self.collections[match[1]]
             kind = "list" if match[2] is None else "search" if match[2] == "search" else "item"
             target = int(match[2]) if kind == "item" else None
@@ -641,14 +651,21 @@ class Account:
 
     # ------------------------------------------------------------------ routes
 
-    def _get_list(self, coll: Collection, _target, query: dict, _body) -> tuple[Any, Any]:
+    def _get_archived(self, coll: Collection, target, query: dict, body) -> tuple[Any, Any]:
+        return self._get_list(coll, target, query, body, archived=True)
+
+    def _get_list(self, coll: Collection, _target, query: dict, _body, archived: bool = False) -> tuple[Any, Any]:
         limit = self._limit(query)
         only = self._custom_fields_param(coll, query)
         sort_by = query.get("sort_by", "id")
         direction = query.get("sort_direction", "asc")
         if sort_by not in ("id", "update_time", "add_time") or direction not in ("asc", "desc"):
             raise _invalid("sort_by: Parameter 'sort_by' must be id, update_time or add_time (asc or desc)")
-        records = [r for r in coll.records.values() if not r["is_deleted"] and self._matches_filters(coll, r, query)]
+        records = [
+            r
+            for r in coll.records.values()
+            if not r["is_deleted"] and r.get("is_archived", False) == archived and self._matches_filters(coll, r, query)
+        ]
         records.sort(key=lambda r: (r[sort_by], r["id"]), reverse=direction == "desc")
         if "cursor" in query:
             after = _decode_cursor(query["cursor"])

@@ -24,6 +24,7 @@ FAST = RetryPolicy(base=0.01, cap=0.05)
         ("PATCH", "/api/v2/persons/7", 5),
         ("DELETE", "/api/v2/deals/7", 3),
         ("GET", "/api/v2/persons/search", 20),
+        ("GET", "/api/v2/deals/archived", 20),
         ("GET", "/api/v2/dealFields", 10),
         ("POST", "/api/v2/personFields", 5),
     ],

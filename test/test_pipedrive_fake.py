@@ -125,6 +125,31 @@ def test_cursor_pages_cover_everything_once_and_limit_is_500(api):
     assert session.get(fake.url + "/api/v2/persons", params={"limit": 501}).status_code == 400
 
 
+def test_archived_deals_are_listed_apart_in_cursor_pages_at_20_tokens_and_stay_writable(api):
+    fake, session = api(daily_budget=1000)
+    code = fake.add_field("deals", "order_id")
+    ids = [fake.seed("deals", {"title": f"D {n}", "custom_fields": {code: str(n)}})["id"] for n in range(6)]
+    for deal_id in ids[1:]:
+        fake.archive_deal(deal_id)
+    assert [d["id"] for d in session.get(fake.url + "/api/v2/deals").json()["data"]] == ids[:1]
+    seen, params = [], {"limit": 2, "custom_fields": code}
+    while True:
+        answer = session.get(fake.url + "/api/v2/deals/archived", params=params)
+        body = answer.json()
+        seen += [(d["id"], d["is_archived"], d["custom_fields"]) for d in body["data"]]
+        if body["additional_data"]["next_cursor"] is None:
+            break
+        params["cursor"] = body["additional_data"]["next_cursor"]
+    assert seen == [(deal_id, True, {code: str(n)}) for n, deal_id in enumerate(ids) if n]
+    assert answer.headers["x-daily-ratelimit-token-remaining"] == str(1000 - 10 - 3 * 20)
+    assert session.get(fake.url + "/api/v2/deals/archived", params={"limit": 501}).status_code == 400
+    assert session.get(fake.url + "/api/v2/persons/archived").status_code == 404
+    patched = session.patch(f"{fake.url}/api/v2/deals/{ids[1]}", json={"value": 12.5})
+    assert patched.status_code == 200
+    assert [(d["value"], d["is_archived"]) for d in fake.deals() if d["id"] == ids[1]] == [(12.5, True)]
+    assert len(fake.deals()) == 6
+
+
 def test_custom_fields_param_and_updated_since_filter_the_list(api):
     fake, session = api()
     first, second = fake.add_field("persons", "customer_id"), fake.add_field("persons", "other")

@@ -114,17 +114,21 @@ def test_second_run_sends_no_writes(pipedrive):
     assert sorted(r.path for r in fake.requests()) == [  # looked up side by side, in either order
         "/api/v2/dealFields",
         "/api/v2/deals",
+        "/api/v2/deals/archived",
         "/api/v2/personFields",
         "/api/v2/persons",
     ]
     assert (report.persons.unchanged, report.deals.unchanged, report.exit_code) == (8, 20, 0)
 
 
-def test_a_changed_payment_updates_exactly_that_deal(pipedrive):
+@pytest.mark.parametrize("archived", [False, True], ids=["open", "archived"])
+def test_a_changed_payment_updates_exactly_that_deal(pipedrive, archived):
     fake, sync = pipedrive()
     rows = make_rows()
     sync(rows)
     _, before = held(fake)
+    if archived:  # by a salesperson: still ours, updated, and left archived
+        fake.archive_deal(before["5"]["id"])
     rows[4]["value"] = Decimal("9999.99")
     fake.clear_log()
     report = sync(rows)
@@ -132,7 +136,9 @@ def test_a_changed_payment_updates_exactly_that_deal(pipedrive):
         ("PATCH", f"/api/v2/deals/{before['5']['id']}", {"value": 9999.99})
     ]
     assert_holds(fake, rows)
-    assert (report.deals.updated, report.deals.unchanged) == (1, 19)
+    _, after = held(fake)
+    assert [key for key, deal in after.items() if deal["is_archived"]] == (["5"] if archived else [])
+    assert (report.deals.updated, report.deals.unchanged, report.deals_archived) == (1, 19, int(archived))
 
 
 def test_a_new_order_creates_exactly_one_deal(pipedrive):
@@ -181,7 +187,7 @@ def test_a_tight_burst_limit_is_respected(pipedrive):
 
 
 def test_an_exhausted_budget_stops_cleanly_and_the_next_run_finishes(pipedrive):
-    fields_and_lists = 2 * (10 + 5) + 2 * 10
+    fields_and_lists = 2 * (10 + 5) + 2 * 10 + 20  # the archived deals list costs 20
     fake, sync = pipedrive(daily_budget=10_000)
     fake.spend(10_000 - fields_and_lists - 7 * 5)  # other integrations used the rest of today's budget
     rows = make_rows()
@@ -243,6 +249,42 @@ def test_deals_not_in_the_view_are_left_alone(pipedrive):
     report = sync(rows)
     assert report.deals_not_in_view == 2 and fake.writes() == []
     assert {d["title"] for d in fake.deals()} >= {"Old order", "Made by hand"}
+
+
+def test_an_archived_deal_is_not_created_again(pipedrive):
+    fake, sync = pipedrive()
+    rows = make_rows()
+    sync(rows)
+    _, before = held(fake)
+    fake.archive_deal(before["3"]["id"])
+    fake.clear_log()
+    report = sync(rows)
+    assert fake.writes() == []
+    _, after = held(fake)  # one deal per key, the archived one included
+    assert len(fake.deals()) == 20 and after["3"]["id"] == before["3"]["id"] and after["3"]["is_archived"]
+    assert (report.deals.created, report.deals.unchanged, report.deals_archived) == (0, 20, 1)
+    assert "1 deals of the view are archived in Pipedrive (synced, kept archived)" in report.lines()
+
+
+def test_archived_deals_are_listed_page_by_page(pipedrive, monkeypatch):
+    monkeypatch.setattr("processor.pipedrive.client.PAGE_LIMIT", 2)
+    fake, sync = pipedrive()
+    rows = make_rows(customers=2, orders=7)
+    sync(rows)
+    for deal in fake.deals()[:5]:
+        fake.archive_deal(deal["id"])
+    fake.clear_log()
+    report = sync(rows)
+    assert fake.writes() == []
+    pages = [r for r in fake.requests() if r.path == "/api/v2/deals/archived"]
+    code = fake.field_code("deals", "order_id")
+    assert [(r.query["custom_fields"], r.query["limit"], "cursor" in r.query) for r in pages] == [
+        (code, "2", False),
+        (code, "2", True),
+        (code, "2", True),
+    ]
+    assert len(fake.deals()) == 7
+    assert (report.deals.unchanged, report.deals_archived) == (7, 5)
 
 
 def test_dry_run_sends_no_writes(pipedrive):

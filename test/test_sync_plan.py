@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -140,6 +141,7 @@ def test_listed_items_become_comparable_records():
     assert deal_have({**item, "custom_fields": {FIELD.code: 7.0}}, FIELD).key == "7"
     assert deal_have({**item, "custom_fields": {FIELD.code: "seven"}}, FIELD).key is None
     assert deal_have({**item, "custom_fields": None}, FIELD).key is None
+    assert deal_have({**item, "is_archived": True}, FIELD).archived is True
 
 
 def test_changes_payload_sends_only_the_changed_fields():
@@ -224,6 +226,32 @@ def test_a_key_held_twice_syncs_the_lowest_id_and_reports_the_rest():
     assert plan.deals_not_in_view == 0
 
 
+def test_archived_deals_are_ours_updated_like_any_other_and_counted():
+    persons = [PersonHave(100, "10", "Zoë Łukasiewicz-Müller")]
+    deals = [
+        DealHave(200, "1", "Łukasiewicz-Müller Zoë", Decimal("2401.20"), "EUR", 100, archived=True),
+        DealHave(201, "2", "Łukasiewicz-Müller Zoë", Decimal("1.00"), "EUR", 100, archived=True),
+        DealHave(202, "999", "Gone", Decimal("1"), "EUR", None, archived=True),
+    ]
+    plan = make_plan(wanted_for(row(1, 10), row(2, 10), row(3, 10)), persons, deals)
+    assert [d.key for d in plan.deal_creates] == ["3"]
+    assert [(u.id, u.changes) for u in plan.deal_updates] == [(201, {"value": Decimal("2401.20")})]
+    assert (plan.deals_unchanged, plan.deals_archived, plan.deals_not_in_view) == (1, 2, 1)
+
+
+def test_a_deal_archived_while_listing_counts_once_and_an_active_copy_beats_an_archived_one():
+    deal = DealHave(200, "1", "Łukasiewicz-Müller Zoë", Decimal("2401.20"), "EUR", 100)
+    archived = dataclasses.replace(deal, archived=True)
+    persons = [PersonHave(100, "10", "Zoë Łukasiewicz-Müller")]
+    plan = make_plan(wanted_for(row(1, 10)), persons, [deal, archived])
+    assert (plan.duplicates, plan.writes, plan.deals_archived) == ([], 0, 1)
+    copy = dataclasses.replace(deal, id=300, value=Decimal("1.00"))
+    plan = make_plan(wanted_for(row(1, 10)), persons, [archived, copy])
+    assert plan.duplicates == [Duplicate("deal", "1", (300, 200))]
+    assert [(u.id, u.changes) for u in plan.deal_updates] == [(300, {"value": Decimal("2401.20")})]
+    assert plan.deals_archived == 0
+
+
 # ---------------------------------------------------------------------- the report
 
 
@@ -238,6 +266,7 @@ def test_report_lines_say_what_happened():
         persons=EntityCounts(created=2),
         deals=EntityCounts(created=3, updated=1, failed=1),
         deals_not_in_view=4,
+        deals_archived=2,
         requests={"POST": 6, "GET": 4},
         tokens_used=70,
         failures=[Failure("deal", "17", "Validation failed: currency")],
@@ -249,6 +278,7 @@ def test_report_lines_say_what_happened():
     text = "\n".join(report.lines())
     assert "Pipedrive deals: 3 created, 1 updated, 0 unchanged, 1 failed" in text
     assert "4 deals in Pipedrive are not in the view (left alone)" in text
+    assert "2 deals of the view are archived in Pipedrive (synced, kept archived)" in text
     assert "requests: 4 GET, 6 POST; 0 answered 429; tokens used: 70" in text
     assert "failed deal 17: Validation failed: currency" in text
     assert "6 of 10 writes done, 3 remaining" in text

@@ -43,14 +43,14 @@ BURST_WINDOW = 2.0  # seconds; Pipedrive's rolling window
 FIRST_GUESS_LIMIT = 20  # the smallest plan's burst limit, until the headers say more
 MAX_RATE_LIMIT_WAITS = 10  # 429s for one request before we conclude someone else uses the token
 _COSTS = {("GET", False): 10, ("GET", True): 1, ("POST", False): 5, ("PATCH", True): 5, ("DELETE", True): 3}
-SEARCH_COST = 20
+_NAMED_COSTS = {"search": 20, "archived": 20}  # /deals/search, /deals/archived: a name where an id would be
 
 
 def token_cost(method: str, path: str) -> int:
-    """The documented token cost of a v2 request (list 10, get 1, create/update 5, delete 3, search 20)."""
+    """A v2 request's documented token cost: list 10, get 1, create/update 5, delete 3, search or archived list 20."""
     parts = path.strip("/").split("/")
-    if parts[-1] == "search":
-        return SEARCH_COST
+    if parts[-1] in _NAMED_COSTS:
+        return _NAMED_COSTS[parts[-1]]
     return _COSTS.get((method.upper(), len(parts) > 3), 10)
 
 

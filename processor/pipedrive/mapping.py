@@ -67,7 +67,7 @@ class PersonHave:
 
 @dataclass(frozen=True)
 class DealHave:
-    """A deal as Pipedrive holds it."""
+    """A deal as Pipedrive holds it; `archived` when a salesperson archived it (it is ours all the same)."""
 
     id: int
     key: str | None
@@ -75,6 +75,7 @@ class DealHave:
     value: Decimal
     currency: str
     person_id: int | None
+    archived: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def deal_have(item: Mapping[str, Any], key_field: KeyField) -> DealHave:
         value=money(item.get("value")),
         currency=_text(item.get("currency")).upper(),
         person_id=int(person_id) if person_id is not None else None,
+        archived=item.get("is_archived") is True,
     )
 
 

@@ -1,9 +1,11 @@
 """The sync plan: what the view wants against what Pipedrive holds -> create / update / unchanged (pure).
 
 Updates carry only the fields that differ (deals: title, value, currency, person; persons: name).
-Deals in Pipedrive that the view does not have are counted and left alone. When Pipedrive holds
-one key twice (made by hand, or by an older tool), the lowest id is ours and the others are
-reported, never touched.
+An archived deal is ours like any other: matched by key (so never created again), updated when it
+differs, and counted; it stays archived (an update does not touch that). Deals in Pipedrive that
+the view does not have are counted and left alone. When Pipedrive holds one key twice (made by
+hand, or by an older tool), ours is the lowest id among the deals not archived (else the lowest
+id) and the others are reported, never touched.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Plan:
     deal_updates: list[Update] = field(default_factory=list)
     deals_unchanged: int = 0
     deals_not_in_view: int = 0
+    deals_archived: int = 0
     person_ids: dict[str, int] = field(default_factory=dict)
     duplicates: list[Duplicate] = field(default_factory=list)
 
@@ -58,7 +61,7 @@ class Plan:
 
 def make_plan(wanted: Wanted, persons: Iterable[PersonHave], deals: Iterable[DealHave]) -> Plan:
     """Compare the view with Pipedrive's persons and deals; never raises."""
-    deals = list(deals)
+    deals = list({have.id: have for have in deals}.values())  # one archived mid-listing is listed twice
     people, person_dupes = _by_key(persons, "person")
     found, deal_dupes = _by_key(deals, "deal")
     plan = Plan(person_ids={key: have.id for key, have in people.items()}, duplicates=person_dupes + deal_dupes)
@@ -79,18 +82,19 @@ def make_plan(wanted: Wanted, persons: Iterable[PersonHave], deals: Iterable[Dea
         else:
             plan.deals_unchanged += 1
     plan.deals_not_in_view = sum(1 for have in deals if have.key not in wanted.deals)
+    plan.deals_archived = sum(1 for key, have in found.items() if have.archived and key in wanted.deals)
     return plan
 
 
 def _by_key(items: Iterable[Have], entity: str) -> tuple[dict[str, Have], list[Duplicate]]:
-    """Items by key (the lowest id wins), and the keys held more than once. Items without a key are skipped."""
+    """Items by key (unarchived first, then the lowest id), and the keys held more than once; keyless items skipped."""
     grouped: dict[str, list[Have]] = {}
     for item in items:
         if item.key is not None:
             grouped.setdefault(item.key, []).append(item)
     chosen, duplicates = {}, []
     for key, group in grouped.items():
-        group.sort(key=lambda have: have.id)
+        group.sort(key=lambda have: (getattr(have, "archived", False), have.id))  # persons have no archive
         chosen[key] = group[0]
         if len(group) > 1:
             duplicates.append(Duplicate(entity, key, tuple(have.id for have in group)))

@@ -3,11 +3,12 @@
     run_sync(settings, engine) -> SyncReport     reads the deals view, then sync_deals
     sync_deals(settings, rows) -> SyncReport     rows given directly
 
-Steps: find the key custom fields by name (create them when missing) -> list persons and deals
-(pages of 500, only our key field) -> plan (pure) -> apply with PARALLEL_PROCESS_NUMBER threads,
-persons first, then deals with their person ids.
+Steps: find the key custom fields by name (create them when missing) -> list persons, deals and
+archived deals (pages of 500, only our key field) -> plan (pure) -> apply with
+PARALLEL_PROCESS_NUMBER threads, persons first, then deals with their person ids.
 
-Nothing is duplicated: the listing maps every key to its Pipedrive id before anything is created,
+Nothing is duplicated: the listing maps every key to its Pipedrive id before anything is created
+(archived deals too: Pipedrive lists them apart, and they stay ours and stay archived),
 and a create whose answer was lost is looked up before it is sent again (listing by key among
 the records updated since just before the first attempt; a listing reads what is committed, where
 search may lag). A run stopped by the daily budget, a bad token or Pipedrive's abuse block reports
@@ -64,6 +65,7 @@ class _Entity:
 
 PERSONS = _Entity("person", "/api/v2/persons", "/api/v2/personFields")
 DEALS = _Entity("deal", "/api/v2/deals", "/api/v2/dealFields")
+ARCHIVED_DEALS = _Entity("deal", "/api/v2/deals/archived", "/api/v2/dealFields")  # not in the deals list
 
 
 @dataclass
@@ -98,6 +100,7 @@ class SyncReport:
     persons: EntityCounts = field(default_factory=EntityCounts)
     deals: EntityCounts = field(default_factory=EntityCounts)
     deals_not_in_view: int = 0
+    deals_archived: int = 0
     duplicates: int = 0
     requests: dict[str, int] = field(default_factory=dict)
     rate_limited: int = 0
@@ -128,6 +131,8 @@ class SyncReport:
         out.append(f"Pipedrive deals: {self.deals.describe(self.dry_run)}")
         if self.deals_not_in_view:
             out.append(f"{self.deals_not_in_view} deals in Pipedrive are not in the view (left alone)")
+        if self.deals_archived:
+            out.append(f"{self.deals_archived} deals of the view are archived in Pipedrive (synced, kept archived)")
         if self.duplicates:
             out.append(f"{self.duplicates} keys are held by more than one Pipedrive record (extra copies left alone)")
         sent = ", ".join(f"{count} {method}" for method, count in sorted(self.requests.items())) or "none"
@@ -213,12 +218,13 @@ class _Sync:
         self.lock = threading.Lock()
 
     def run(self, wanted: Wanted) -> None:
-        with ThreadPoolExecutor(2, thread_name_prefix="pipedrive-list") as pool:  # persons and deals side by side
+        with ThreadPoolExecutor(3, thread_name_prefix="pipedrive-list") as pool:  # the listings side by side
             person_field = pool.submit(self._key_field, PERSONS, self.settings.pipedrive_person_key_field)
             deal_field = pool.submit(self._key_field, DEALS, self.settings.pipedrive_deal_key_field)
             self.key_fields = {PERSONS.name: person_field.result(), DEALS.name: deal_field.result()}
             persons, deals = pool.submit(self._have, PERSONS, person_have), pool.submit(self._have, DEALS, deal_have)
-            plan = make_plan(wanted, persons.result(), deals.result())
+            archived = pool.submit(self._have, ARCHIVED_DEALS, deal_have)
+            plan = make_plan(wanted, persons.result(), deals.result() + archived.result())
         self._start(plan)
         if self.settings.sync_dry_run:
             self._count_dry_run(plan)
@@ -270,11 +276,12 @@ class _Sync:
         report.planned = plan.writes
         report.persons.unchanged, report.deals.unchanged = plan.persons_unchanged, plan.deals_unchanged
         report.deals_not_in_view, report.duplicates = plan.deals_not_in_view, len(plan.duplicates)
+        report.deals_archived = plan.deals_archived
         for duplicate in plan.duplicates:
             log.warning("Pipedrive holds %s %s more than once (ids %s); syncing the first", *vars(duplicate).values())
         log.info(
             "sync plan: persons %d to create, %d to update, %d unchanged; deals %d to create, %d to update, "
-            "%d unchanged, %d not in the view",
+            "%d unchanged, %d not in the view, %d archived",
             len(plan.person_creates),
             len(plan.person_updates),
             plan.persons_unchanged,
@@ -282,6 +289,7 @@ class _Sync:
             len(plan.deal_updates),
             plan.deals_unchanged,
             plan.deals_not_in_view,
+            plan.deals_archived,
         )
 
     def _count_dry_run(self, plan: Plan) -> None:
