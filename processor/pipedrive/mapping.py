@@ -166,8 +166,8 @@ def person_have(item: Mapping[str, Any], key_field: KeyField) -> PersonHave:
     return PersonHave(id=int(item["id"]), key=key_field.read(item), name=_text(item.get("name")))
 
 
-def deal_have(item: Mapping[str, Any], key_field: KeyField) -> DealHave:
-    """A listed Pipedrive deal as a comparable record."""
+def deal_have(item: Mapping[str, Any], key_field: KeyField, archived: bool = False) -> DealHave:
+    """A listed Pipedrive deal as a comparable record; `archived` when it came from the archived list."""
     person_id = item.get("person_id")
     return DealHave(
         id=int(item["id"]),
@@ -176,7 +176,7 @@ def deal_have(item: Mapping[str, Any], key_field: KeyField) -> DealHave:
         value=money(item.get("value")),
         currency=_text(item.get("currency")).upper(),
         person_id=int(person_id) if person_id is not None else None,
-        archived=item.get("is_archived") is True,
+        archived=archived or item.get("is_archived") is True,
     )
 
 

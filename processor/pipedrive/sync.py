@@ -223,7 +223,7 @@ class _Sync:
             deal_field = pool.submit(self._key_field, DEALS, self.settings.pipedrive_deal_key_field)
             self.key_fields = {PERSONS.name: person_field.result(), DEALS.name: deal_field.result()}
             persons, deals = pool.submit(self._have, PERSONS, person_have), pool.submit(self._have, DEALS, deal_have)
-            archived = pool.submit(self._have, ARCHIVED_DEALS, deal_have)
+            archived = pool.submit(self._have, ARCHIVED_DEALS, partial(deal_have, archived=True))
             plan = make_plan(wanted, persons.result(), deals.result() + archived.result())
         self._start(plan)
         if self.settings.sync_dry_run:
