@@ -51,9 +51,10 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
     start = cursor.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0]
     reader = csv_reader(text_stream(raw, fmt), fmt, strict=True)
     rows: Iterable[list[str]] = filter(None, reader)
-    temporal = [(i, t.kind) for i, t in enumerate(target.types) if t.kind in ("date", "timestamp")]
-    if temporal:
-        rows = _checked(rows, temporal, frozenset(["", *target.null_values]))
+    dates = [i for i, t in enumerate(target.types) if t.kind == "date"]
+    stamps = [i for i, t in enumerate(target.types) if t.kind == "timestamp"]
+    if dates or stamps:
+        rows = _checked(rows, dates, stamps, frozenset(["", *target.null_values]))
     with _driver_errors():
         if fmt.header:
             next(reader, None)
@@ -83,8 +84,10 @@ def _value(position: int, target: Target, kind: str) -> str:
     value = f"?{position}"
     if not target.nullable(kind):
         return value
-    markers = ", ".join(_literal(m) for m in ["", *target.null_values])
     too_long = f" WHEN length({value}) > {_REAL_CHARACTERS} THEN CAST({value} AS BLOB)" if kind == "double" else ""
+    if not target.null_values and not too_long:
+        return f"NULLIF({value}, '')"
+    markers = ", ".join(_literal(m) for m in ["", *target.null_values])
     return f"CASE WHEN {value} IN ({markers}) THEN NULL{too_long} ELSE {value} END"
 
 
@@ -95,29 +98,38 @@ def _literal(text: str) -> str:
 _TIME_OF_DAY = re.compile(r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?\Z")
 
 
-def _checked(rows: Iterable[list[str]], columns: list[tuple[int, str]], nulls: frozenset[str]) -> Iterator[list[str]]:
-    """Rows whose date and timestamp fields are real ISO dates (SQLite would store anything as text)."""
-    days: set[str] = set()  # dates already checked: most files repeat them
+def _checked(
+    rows: Iterable[list[str]], dates: list[int], stamps: list[int], nulls: frozenset[str]
+) -> Iterator[list[str]]:
+    """Rows whose date and timestamp fields are real ISO dates (SQLite would store anything as text).
 
-    def is_day(text: str) -> bool:
-        if text not in days:
-            if classify(text).kind != "date":
-                return False
-            days.add(text)
-        return True
+    Files repeat their days, so a day is proven once (by `classify`) and remembered: the loop is set
+    look-ups. A timestamp is a proven day and a time of day (a pattern), or a bare date.
+    """
+    days: set[str] = set()
+    fine_dates = set(nulls)  # proven days and the null markers
 
-    def fits(value: str, kind: str) -> bool:
-        if value in nulls:
-            return True
-        if kind == "date":
-            return is_day(value)
-        # a timestamp: a checked date, then a time of day (or nothing: a timestamp holds a bare date)
-        return is_day(value[:10]) and (len(value) == 10 or _TIME_OF_DAY.match(value, 10) is not None)
+    def prove(day: str, value: str, kind: str) -> None:
+        if classify(day).kind != "date":
+            raise _BadValue(f"{value[:80]!r} is not a {kind}")
+        days.add(day)
+        fine_dates.add(day)
 
     for row in rows:
-        for index, kind in columns:
-            if index < len(row) and not fits(row[index], kind):
-                raise _BadValue(f"{row[index][:80]!r} is not a {kind}")
+        try:
+            for index in dates:
+                if row[index] not in fine_dates:
+                    prove(row[index], row[index], "date")
+            for index in stamps:
+                value = row[index]
+                if value in nulls:
+                    continue
+                if value[:10] not in days:
+                    prove(value[:10], value, "timestamp")
+                if len(value) != 10 and _TIME_OF_DAY.match(value, 10) is None:
+                    raise _BadValue(f"{value[:80]!r} is not a timestamp")
+        except IndexError:
+            pass  # a short row: the INSERT refuses it
         yield row
 
 
