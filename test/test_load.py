@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+import sqlalchemy as sa
 from helpers import count, ledger_rows, read_table, run_load, write_csv
 
 from processor.schema import TEXT
@@ -147,16 +148,29 @@ def test_a_changed_file_is_replaced_not_appended(tmp_path, db_url, make_settings
     write_csv(src / "orders.csv", ["id", "status"], [["1", "placed"], ["2", "placed"], ["3", "placed"]])
     write_csv(src / "other.csv", ["id"], [["7"]])
     run_load(make_settings, src, db_url)
+    engine = engine_of(db_url)
+    assert source_indexes(engine, "orders") == 0  # a first load pays for no index
     write_csv(src / "orders.csv", ["id", "status"], [["1", "shipped"], ["2", "returned"]])
     report = run_load(make_settings, src, db_url)
     statuses = {f.path: f.status for f in report.files}
     assert statuses == {"orders.csv": "loaded", "other.csv": "skipped"}
-    engine = engine_of(db_url)
     assert read_table(engine, "orders", order_by="id", columns=["id", "status"]) == [
         {"id": 1, "status": "shipped"},
         {"id": 2, "status": "returned"},
     ]
     assert ledger_rows(engine)["orders.csv"]["rows_loaded"] == 2
+    # replacing rows looks them up by file from now on, rather than scanning the table each time
+    assert (source_indexes(engine, "orders"), source_indexes(engine, "other")) == (1, 0)
+    assert any("indexed orders._source_file" in change for change in report.schema_changes)
+    write_csv(src / "orders.csv", ["id", "status"], [["3", "placed"]])
+    run_load(make_settings, src, db_url)
+    assert read_table(engine, "orders", columns=["id", "status"]) == [{"id": 3, "status": "placed"}]
+    assert source_indexes(engine, "orders") == 1
+
+
+def source_indexes(engine, table: str) -> int:
+    indexes = sa.inspect(engine).get_indexes(table)
+    return sum(1 for index in indexes if index["column_names"][:1] == ["_source_file"])
 
 
 def test_a_failing_file_leaves_no_rows_and_the_others_load(tmp_path, db_url, make_settings, engine_of):

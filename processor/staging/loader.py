@@ -30,7 +30,7 @@ from .profile import FileProfile, profile_file
 from .ranges import Assembler, parts_for, prepare, range_tasks
 from .report import LoadReport
 from .split import SplitPlan, plan_split
-from .tables import apply_plan, drop_tables, reflect
+from .tables import SOURCE_COLUMN, apply_plan, drop_tables, index_source_column, reflect
 from .worker import FileResult, LoadTask, load_file
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,9 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
         report.schema_changes += apply_plan(engine, plan, settings.deals_view)
     for change in report.schema_changes:
         log.info("schema: %s", change)
+    for table in _replacing(ready, entries):
+        if index_source_column(engine, table):
+            report.schema_changes.append(f"indexed {table}.{SOURCE_COLUMN} (changed files are replaced by look-up)")
     load_tasks, assembler = _load_tasks(engine, settings, report.run_id, ready, plans, entries)
     try:
         for result in run_tasks(load_file, load_tasks, settings, _load_crash):
@@ -267,6 +270,12 @@ def _load_tasks(
         tasks += pieces
         log.info("%s: %d ranges for %d workers", item.source.path, len(pieces), settings.load_workers)
     return sorted(tasks, key=_task_size, reverse=True), assembler
+
+
+def _replacing(ready: list[Profiled], entries: dict[str, ledger.Entry]) -> list[str]:
+    """Tables holding rows of a file this run loads again because its content changed."""
+    known = [entries.get(item.source.path) for item in ready]
+    return sorted({e.table_name for e in known if e and e.table_name and e.status == "loaded" and e.rows_loaded})
 
 
 def _task_size(task: LoadTask) -> int:

@@ -15,13 +15,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..db import dialect_family, writing
-from ..schema import ColumnType, column_type_of, sql_type
+from ..schema import ColumnType, column_type_of, normalise_name, sql_type
 from .plan import TablePlan
 
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMN = "_source_file"
 SOURCE_SETTING = "processor.source_file"
+SOURCE_INDEX_PREFIX = 255  # MySQL indexes a TEXT column by a prefix; paths longer than this still match exactly
 
 
 def reflect(conn: Connection, name: str) -> dict[str, ColumnType] | None:
@@ -155,6 +156,25 @@ def drop_tables(engine: Engine, names: Iterable[str]) -> None:
     with writing(engine) as conn:
         for name in names:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote(name)}{cascade}")
+
+
+def index_source_column(engine: Engine, table: str) -> bool:
+    """Index `_source_file` unless some index leads with it; returns whether one was created.
+
+    Replacing a changed file's rows is then a look-up, not a scan of the whole table; loads into
+    the table keep the index up to date from then on.
+    """
+    with writing(engine) as conn:
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(table):
+            return False
+        if any(index["column_names"][:1] == [SOURCE_COLUMN] for index in inspector.get_indexes(table)):
+            return False
+        staged = sa.Table(table, sa.MetaData(), sa.Column(SOURCE_COLUMN, sa.Text))
+        name = normalise_name(f"ix_{table}_{SOURCE_COLUMN}")
+        sa.Index(name, staged.c[SOURCE_COLUMN], mysql_length=SOURCE_INDEX_PREFIX).create(conn)
+    log.info("indexed %s.%s, so that replacing a changed file's rows does not scan the table", table, SOURCE_COLUMN)
+    return True
 
 
 def delete_file_rows(conn: Connection, table: str, path: str) -> int:
