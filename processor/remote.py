@@ -289,8 +289,15 @@ def _filesystem(url: str):
 
     protocol = url.split("://", 1)[0].lower()
     if protocol == "s3":
-        return fsspec.filesystem("s3", use_listings_cache=False)
+        # One attempt per call, in botocore and in s3fs alike: `with_retries` is the one place that
+        # retries (with the run's LOAD_RETRIES, and a log line), rather than three layers multiplying.
+        fs = fsspec.filesystem("s3", use_listings_cache=False, config_kwargs={"retries": _ONE_ATTEMPT})
+        fs.retries = 1
+        return fs
     return fsspec.filesystem(protocol)
+
+
+_ONE_ATTEMPT = {"mode": "standard", "total_max_attempts": 1}  # botocore: max_attempts counts retries
 
 
 def _is_s3(url: str) -> bool:

@@ -349,6 +349,17 @@ def test_a_download_that_keeps_failing_is_recorded_failed_and_the_others_load(ht
     assert staged(engine_of(url), "t") == [("good.csv", 1, "A"), ("good.csv", 2, "B")]
 
 
+def test_an_s3_download_that_keeps_failing_is_tried_load_retries_plus_one_times(bucket, make_settings, tmp_path):
+    """One retry policy: LOAD_RETRIES, not botocore's and s3fs's attempts multiplied by ours."""
+    bucket.put("q1/broken.csv", b"id,energy\n9,Z\n")
+    bucket.server.faults.fail(f"/{bucket.name}/q1/broken.csv", 100)
+    url = f"sqlite:///{tmp_path / 's3fail.db'}"
+    settings = make_settings(src_data_folder=f"s3://{bucket.name}/q1", dest_sql=url, load_retries=2)
+    result = load(settings).files[0]
+    assert result.status == "failed" and "3 attempts" in result.error
+    assert bucket.log.gets(f"/{bucket.name}/q1/broken.csv") == 3
+
+
 def test_a_download_failing_during_the_bulk_load_is_the_files_failure_not_the_databases(
     http, db_url, make_settings, engine_of
 ):
