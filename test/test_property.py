@@ -1,4 +1,4 @@
-"""Property: any table of strings written as CSV reads back with the same values (SQLite and PostgreSQL)."""
+"""Property: any table of strings written as CSV reads back with the same values (SQLite, PostgreSQL, MySQL)."""
 
 import csv
 import itertools
@@ -46,7 +46,7 @@ def got_value(stored, kind: str):
     return Decimal(str(stored))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def property_db(request, tmp_path_factory, server_engines):
     from conftest import _isolated_url
 
