@@ -237,6 +237,14 @@ CASES = [
         filename="null_word_in_a_number_column_after_the_sample.csv.gz",
     ),
     Case(
+        "empty_text_after_the_sample_is_null_when_told",
+        _gzip(b"a,b\n1,x\n2,\n3,y\n"),
+        [(1, "x"), (2, None), (3, "y")],
+        AB,
+        settings={**HEAD_ONLY_SAMPLE, "null_values_in_text": True},
+        filename="empty_text_after_the_sample_is_null_when_told.csv.gz",
+    ),
+    Case(
         "decimal_in_an_integer_column_after_the_sample",
         _gzip(b"a,b\n1,5\n2,2.5\n3,1e3\n"),
         [(1, "5"), (2, "2.5"), (3, "1e3")],

@@ -126,11 +126,17 @@ def _load_sql(conn: Connection, target: Target, fmt: CsvFormat, charset: str) ->
 
 
 def _guarded(target: Target, index: int) -> bool:
-    """Whether a column needs the guarded expression even in a lean load: its sample held a null."""
+    """Whether a column needs the guarded expression even in a lean load.
+
+    A typed column does when its sample held a null: unguarded, a later one warns and the file is
+    loaded again. A text column takes any value without a warning, so it does whenever an empty
+    field must become NULL there (NULL_VALUES_IN_TEXT), or its sample held the NULL word.
+    """
     seen = target.nullish[index] if target.nullish else frozenset({""})
-    if target.nullable(target.types[index].kind):
-        return bool(seen)
-    return NULL_WORD in seen
+    kind = target.types[index].kind
+    if kind == "text":
+        return target.nullable(kind) or NULL_WORD in seen
+    return bool(seen)
 
 
 def _value_expression(variable: str, target: Target, kind: str) -> tuple[str, list[str]]:
