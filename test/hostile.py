@@ -245,6 +245,14 @@ CASES = [
         filename="empty_text_after_the_sample_is_null_when_told.csv.gz",
     ),
     Case(
+        "number_marker_after_the_sample_is_null",
+        _gzip(b"a,b,c\n1,5,2020-01-01\n2,-999,2020-01-02\n3,7,2020-01-03\n"),
+        [(1, 5, "2020-01-01"), (2, None, "2020-01-02"), (3, 7, "2020-01-03")],
+        ("a", "b", "c"),
+        settings={**HEAD_ONLY_SAMPLE, "null_values": ("-999", "N/A")},
+        filename="number_marker_after_the_sample_is_null.csv.gz",
+    ),
+    Case(
         "decimal_in_an_integer_column_after_the_sample",
         _gzip(b"a,b\n1,5\n2,2.5\n3,1e3\n"),
         [(1, "5"), (2, "2.5"), (3, "1e3")],

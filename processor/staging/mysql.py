@@ -44,6 +44,11 @@ def can_bulk(conn: Connection) -> bool:
     return _local_infile[key]
 
 
+def faithful(target: Target) -> bool:
+    """Guarded, every null marker becomes NULL in SQL: any target loads faithfully."""
+    return True
+
+
 def lean(target: Target) -> bool:
     """Whether a lean load would differ from a guarded one: some column's sample held no null."""
     return bool(target.nullish) and not all(_guarded(target, index) for index in range(len(target.columns)))
@@ -129,14 +134,16 @@ def _guarded(target: Target, index: int) -> bool:
     """Whether a column needs the guarded expression even in a lean load.
 
     A typed column does when its sample held a null: unguarded, a later one warns and the file is
-    loaded again. A text column takes any value without a warning, so it does whenever an empty
-    field must become NULL there (NULL_VALUES_IN_TEXT), or its sample held the NULL word.
+    loaded again. So does every typed column when a null marker reads as a value (`-999`), which
+    would go in without a warning. A text column takes any value without a warning, so it does
+    whenever an empty field must become NULL there (NULL_VALUES_IN_TEXT), or its sample held the
+    NULL word.
     """
     seen = target.nullish[index] if target.nullish else frozenset({""})
     kind = target.types[index].kind
     if kind == "text":
         return target.nullable(kind) or NULL_WORD in seen
-    return bool(seen)
+    return bool(seen) or target.markers_read_as_values
 
 
 def _value_expression(variable: str, target: Target, kind: str) -> tuple[str, list[str]]:

@@ -37,6 +37,17 @@ def can_bulk(conn: Connection) -> bool:
     return True
 
 
+def faithful(target: Target) -> bool:
+    """Whether COPY keeps the file's meaning. It knows one null string, the empty field; a null marker
+    it finds only by failing on it in a typed column. So not with markers in text columns, nor with
+    a marker that is also a valid value (`-999`): those files take the careful path."""
+    if not target.null_values:
+        return True
+    if target.nulls_in_text and target.text_columns:
+        return False
+    return not (target.typed_columns and target.markers_read_as_values)
+
+
 def lean(target: Target) -> bool:
     """COPY has no variant that trusts the sample: the bytes go in as they are."""
     return False

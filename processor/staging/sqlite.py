@@ -35,6 +35,11 @@ def can_bulk(conn: Connection) -> bool:
     return True
 
 
+def faithful(target: Target) -> bool:
+    """Null markers become NULL inside the INSERT: any target loads faithfully."""
+    return True
+
+
 def lean(target: Target) -> bool:
     """Every value is checked as it streams; there is nothing to skip."""
     return False

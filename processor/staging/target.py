@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..schema import ColumnType
+from ..schema import ColumnType, classify
 
 
 class DataProblem(Exception):
@@ -35,6 +35,11 @@ class Target:
     @property
     def typed_columns(self) -> list[str]:
         return [c for c, t in zip(self.columns, self.types, strict=True) if t.kind != "text"]
+
+    @property
+    def markers_read_as_values(self) -> bool:
+        """Whether a null marker is also a valid number or date (`-999`): no database refuses it as data."""
+        return any(classify(marker).kind != "text" for marker in self.null_values)
 
     def nullable(self, kind: str) -> bool:
         """Whether empty fields and null markers become NULL in a column of this kind."""

@@ -193,8 +193,8 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
     settings = task.settings
     with engine.connect() as conn:
         types = _file_types(conn, task)
-        fast_allowed = writer.can_bulk(conn) and not (settings.null_values and settings.null_values_in_text)
-    fast = fast_allowed
+        bulk_allowed = writer.can_bulk(conn)
+    fast = bulk_allowed
     for _ in range(MAX_WIDENINGS):
         target = Target(
             task.table,
@@ -205,7 +205,7 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
             settings.null_values_in_text,
             task.nullish,
         )
-        if fast:
+        if fast and writer.faithful(target):
             try:
                 return _bulk_attempts(engine, writer, task, target)
             except DataProblem as problem:
@@ -217,7 +217,7 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
         for index in outcome.needed:
             changes.append(f"widened {task.table}.{task.columns[index]} to {wider[task.columns[index]].kind}")
         types = tuple(wider[c] for c in task.columns)
-        fast = fast_allowed and outcome.rejected == 0
+        fast = bulk_allowed and outcome.rejected == 0
     raise _Failed("column types kept changing while loading; set COLUMN_TYPES for this table")
 
 
