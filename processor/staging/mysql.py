@@ -71,11 +71,11 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
                 _local_infile[str(conn.engine.url)] = False
             raise
         feeder.finish()
+        if feeder.saw_null_word:  # the feeder stopped there: no need to read on
+            raise DataProblem(f"an unquoted {NULL_WORD}, which LOAD DATA reads as no value")
         _raise_on_warnings(cursor)
     if feeder.error is not None:
         raise DataProblem(f"could not read the file: {feeder.error}")
-    if feeder.saw_null_word:
-        raise DataProblem(f"an unquoted {NULL_WORD}, which LOAD DATA reads as no value")
     if feeder.saw_cr:
         raise DataProblem("the file mixes line endings")
     if feeder.saw_blank_line:
@@ -252,8 +252,9 @@ class _Feeder:
                     joined = (last or self.newline) + chunk  # the file's first line follows a line end too
                     if not self.saw_blank_line:
                         self.saw_blank_line = self.newline * 2 in joined
-                    if self._null_word and not self.saw_null_word and NULL_WORD.encode() in joined:
-                        self.saw_null_word = bool(self._null_word.search(joined))
+                    if self._null_word and NULL_WORD.encode() in joined and self._null_word.search(joined):
+                        self.saw_null_word = True
+                        break  # the lean load is lost: end it here rather than at the end of the file
                     last = joined[-len(NULL_WORD) - 1 :]
                     pipe.write(chunk)
             if last and not last.endswith(self.newline):
