@@ -4,6 +4,7 @@
     python index.py load         only stage the CSV files
     python index.py transform    only (re)build the deals view
     python index.py sync         only sync the deals view to Pipedrive
+    python index.py status       what the ledger says: files in, rows, rejects, and what is not in
 
 Configured by environment variables (and a .env file in the working directory; real
 environment variables win). Exit codes: 0 ok, 1 some files or deals failed, 2 bad

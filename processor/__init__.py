@@ -9,7 +9,8 @@ The library API is small:
 
 `Settings.from_env(mapping)` builds the full configuration (every variable of the README),
 `run(settings, step)` runs load, transform and sync as `python index.py` does, and
-`build_deals(settings, engine)` / `sync_deals(settings, rows)` run one stage from Python.
+`build_deals(settings, engine)` / `sync_deals(settings, rows)` run one stage from Python, and
+`ledger_status(engine)` reads what the ledger says.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .staging.worker import FileResult
 
 __all__ = [
     "FileResult",
+    "LedgerStatus",
     "LoadReport",
     "ProcessorError",
     "RunReport",
@@ -32,6 +34,7 @@ __all__ = [
     "SyncReport",
     "TransformReport",
     "build_deals",
+    "ledger_status",
     "load",
     "load_folder",
     "run",
@@ -44,11 +47,13 @@ _LAZY = {
     "run_sync": "pipedrive",
     "sync_deals": "pipedrive",
     "SyncReport": "pipedrive",
+    "ledger_status": "status",
+    "LedgerStatus": "status",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """The transform and sync entry points, imported on first use (a load alone starts faster)."""
+    """The transform, sync and status entry points, imported on first use (a load alone starts faster)."""
     if name in _LAZY:
         import importlib
 

@@ -13,11 +13,12 @@ from .staging.report import LoadReport
 
 if TYPE_CHECKING:  # imported when their stage runs: a load alone starts faster
     from .pipedrive import SyncReport
+    from .status import LedgerStatus
     from .transform import TransformReport
 
 log = logging.getLogger(__name__)
 
-STEPS = ("all", "load", "transform", "sync")
+STEPS = ("all", "load", "transform", "sync", "status")
 
 
 @dataclass
@@ -27,10 +28,11 @@ class RunReport:
     load: LoadReport | None = None
     transform: TransformReport | None = None
     sync: SyncReport | None = None
+    status: LedgerStatus | None = None
     notes: list[str] = field(default_factory=list)
 
     def _reports(self) -> list:
-        return [report for report in (self.load, self.transform, self.sync) if report is not None]
+        return [report for report in (self.load, self.transform, self.sync, self.status) if report is not None]
 
     @property
     def exit_code(self) -> int:
@@ -42,6 +44,7 @@ class RunReport:
             "load": self.load.to_dict() if self.load else None,
             "transform": self.transform.to_dict() if self.transform else None,
             "sync": self.sync.to_dict() if self.sync else None,
+            "status": self.status.to_dict() if self.status else None,
             "notes": self.notes,
         }
 
@@ -57,6 +60,11 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
     engine = create_engine(settings.dest_sql)
     report = RunReport()
     try:
+        if step == "status":
+            from .status import ledger_status
+
+            report.status = ledger_status(engine)
+            return report
         if step in ("all", "load"):
             report.load = load(settings, engine, progress)
         if step == "all" and report.load.failed:

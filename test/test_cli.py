@@ -117,6 +117,31 @@ def test_a_failed_file_stops_the_job_before_pipedrive(tmp_path, pipedrive_fake):
     assert "skipped" in done.stdout and fake.requests() == []
 
 
+def test_status_reads_the_ledger_and_names_what_is_not_in(tmp_path):
+    assert "nothing has been loaded" in run_index(tmp_path, "status").stdout
+    assert not (tmp_path / "processor.db").exists()  # asking leaves no database behind
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "good.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
+    (src / "bad.csv").write_text("id,name\n1,a\n2\n3,c\n")
+    env = {"SRC_DATA_FOLDER": str(src), "MAX_ERRORS": "0"}
+    assert run_index(tmp_path, "load", env=env).returncode == 1
+
+    status = run_index(tmp_path, "status", env=env)
+    assert status.returncode == 1, status.stderr
+    assert "2 file(s): 1 failed, 1 loaded" in status.stdout
+    assert "good: 3 rows from 1 file(s), 0 rejected" in status.stdout
+    [failed] = [line for line in status.stdout.splitlines() if line.strip().startswith("bad.csv")]
+    assert "failed" in failed and "MAX_ERRORS" in failed
+    assert "rejected rows: 1," in status.stdout
+
+    (src / "bad.csv").write_text("id,name\n1,a\n2,b\n")
+    assert run_index(tmp_path, "load", env=env).returncode == 0
+    status = run_index(tmp_path, "status", env=env)
+    assert status.returncode == 0 and "not in" not in status.stdout
+    assert "2 file(s): 2 loaded" in status.stdout and "bad: 2 rows from 1 file(s)" in status.stdout
+
+
 def test_transform_without_staging_tables_exits_5_with_the_fix(tmp_path):
     done = run_index(tmp_path, "transform")
     assert done.returncode == 5

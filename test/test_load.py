@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from helpers import count, ledger_rows, read_table, run_load, write_csv
 
 from processor.schema import TEXT
+from processor.status import ledger_status
 
 
 def epc_like(root):
@@ -187,6 +188,11 @@ def test_a_failing_file_leaves_no_rows_and_the_others_load(tmp_path, db_url, mak
     entry = ledger_rows(engine)["b_people.csv"]
     assert entry["status"] == "failed" and "MAX_ERRORS=0" in entry["error"]
     assert report.exit_code == 1
+    # what `python index.py status` tells the operator afterwards, from the ledger alone
+    status = ledger_status(engine)
+    assert [(f.path, f.status) for f in status.not_in] == [("b_people.csv", "failed")]
+    assert status.exit_code == 1 and status.rejects == 1
+    assert "  people: 300 rows from 1 file(s), 1 rejected" in status.lines()
 
 
 def test_parallel_workers_load_many_files(tmp_path, db_url, make_settings, engine_of):
