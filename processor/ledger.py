@@ -72,6 +72,9 @@ class Entry:
     content_hash: str | None
     rows_loaded: int
     status: str
+    rows_rejected: int = 0
+    error: str | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ def read(engine: Engine) -> dict[str, Entry]:
                 files.c.content_hash,
                 files.c.rows_loaded,
                 files.c.status,
+                files.c.rows_rejected,
+                files.c.error,
+                files.c.finished_at,
             )
         )
         return {row.path: Entry(*row) for row in rows}

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import ledger
 from .db import check_connection
+from .staging.report import TableTotals
 
 NOT_IN = (ledger.FAILED, ledger.INTERRUPTED, ledger.LOADING)
 _WHY = {
@@ -27,28 +27,15 @@ _WHY = {
 }
 
 
-@dataclass(frozen=True)
-class FileState:
-    """One file as the ledger records it."""
-
-    path: str
-    table: str | None
-    status: str
-    rows_loaded: int
-    rows_rejected: int
-    error: str | None
-    finished_at: datetime | None
-
-
 @dataclass
 class LedgerStatus:
-    """Every file the ledger knows, and how many rejected rows it keeps."""
+    """Every file the ledger knows (in path order), and how many rejected rows it keeps."""
 
-    files: list[FileState] = field(default_factory=list)
+    files: list[ledger.Entry] = field(default_factory=list)
     rejects: int = 0
 
     @property
-    def not_in(self) -> list[FileState]:
+    def not_in(self) -> list[ledger.Entry]:
         return [f for f in self.files if f.status in NOT_IN]
 
     @property
@@ -62,6 +49,17 @@ class LedgerStatus:
             "rejects": self.rejects,
         }
 
+    def tables(self) -> dict[str, TableTotals]:
+        """Per table: the files in, and the rows and rejects the ledger records (rows the table holds now)."""
+        totals: dict[str, TableTotals] = defaultdict(TableTotals)
+        for f in self.files:
+            if f.table_name:
+                table = totals[f.table_name]
+                table.files += f.status not in NOT_IN
+                table.rows += f.rows_loaded
+                table.rejected += f.rows_rejected
+        return dict(sorted(totals.items()))
+
     def lines(self) -> list[str]:
         if not self.files:
             return ["ledger: empty; nothing has been loaded into this database yet"]
@@ -70,8 +68,8 @@ class LedgerStatus:
         last = max((f.finished_at for f in self.files if f.finished_at), default=None)
         when = f"; last finished {last:%Y-%m-%d %H:%M:%S} UTC" if last else ""
         out = [f"ledger: {len(self.files)} file(s): {by_status}{when}"]
-        for table, (files, rows, rejected) in sorted(_by_table(self.files).items()):
-            out.append(f"  {table}: {rows:,} rows from {files} file(s), {rejected:,} rejected")
+        for name, table in self.tables().items():
+            out.append(f"  {name}: {table.rows:,} rows from {table.files} file(s), {table.rejected:,} rejected")
         if self.not_in:
             out.append("not in (run again to finish them):")
             for f in self.not_in:
@@ -83,18 +81,6 @@ class LedgerStatus:
         return out
 
 
-def _by_table(files: list[FileState]) -> dict[str, tuple[int, int, int]]:
-    """Files, rows and rejects per table, for the rows the tables hold now."""
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for f in files:
-        if f.table:
-            total = totals[f.table]
-            total[0] += f.status not in NOT_IN
-            total[1] += f.rows_loaded
-            total[2] += f.rows_rejected
-    return {table: (files, rows, rejected) for table, (files, rows, rejected) in totals.items()}
-
-
 def ledger_status(engine: Engine) -> LedgerStatus:
     """Read the ledger (an empty status when this database has none); raises DatabaseError when unreachable."""
     database = engine.url.database
@@ -104,18 +90,6 @@ def ledger_status(engine: Engine) -> LedgerStatus:
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(ledger.FILES_TABLE):
             return LedgerStatus()
-        columns = ledger.files.c
-        rows = conn.execute(
-            sa.select(
-                columns.path,
-                columns.table_name,
-                columns.status,
-                columns.rows_loaded,
-                columns.rows_rejected,
-                columns.error,
-                columns.finished_at,
-            ).order_by(columns.path)
-        )
-        files = [FileState(*row) for row in rows]
         rejects = conn.execute(sa.select(sa.func.count()).select_from(ledger.rejects)).scalar_one()
+    files = sorted(ledger.read(engine).values(), key=lambda entry: entry.path)
     return LedgerStatus(files, rejects)
