@@ -201,15 +201,9 @@ def sampled_values(rows: Sequence[Sequence[str]], width: int) -> list[set[str]]:
     return [set(map(itemgetter(index), usable)) for index in range(width)]
 
 
-def infer_types(
-    rows: Sequence[Sequence[str]], width: int, null_values: frozenset[str] = frozenset()
-) -> list[ColumnType]:
-    """Column types for sampled rows (rows of another width are ignored); an all-null column is `empty`."""
-    return types_of(sampled_values(rows, width), null_values)
-
-
 def types_of(values: Sequence[set[str]], null_values: frozenset[str] = frozenset()) -> list[ColumnType]:
-    """Column types for each column's sampled values; empty fields and null markers are left out."""
+    """Column types for each column's sampled values (empty fields and null markers left out; an all-null
+    column is `empty`)."""
     skip = {"", *null_values}
     return [classify_values(column - skip) for column in values]
 

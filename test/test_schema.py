@@ -11,7 +11,6 @@ from processor.schema import (
     ColumnType,
     classify,
     column_names,
-    infer_types,
     join,
     normalise_name,
     nullish,
@@ -19,6 +18,7 @@ from processor.schema import (
     sampled_values,
     stored_type,
     table_name_for,
+    types_of,
 )
 
 
@@ -109,14 +109,14 @@ def test_classify_keeps_only_values_the_database_writes_back_unchanged(value, ki
 
 def test_infer_types_on_mixed_and_empty_columns():
     rows = [["1", "00123", "", "2020-01-01", "1.5", "x"], ["2", "00456", "", "2020-01-02 10:00:00", "2", "3"]]
-    types = infer_types(rows, 6)
+    types = types_of(sampled_values(rows, 6))
     assert [t.kind for t in types] == ["integer", "text", "empty", "timestamp", "decimal", "text"]
     assert types[4] == ColumnType("decimal", 1, 1)
 
 
 def test_null_markers_do_not_make_a_column_text():
     rows = [["1", "N/A"], ["N/A", "2020-01-01"]]
-    assert [t.kind for t in infer_types(rows, 2, frozenset({"N/A"}))] == ["integer", "date"]
+    assert [t.kind for t in types_of(sampled_values(rows, 2), frozenset({"N/A"}))] == ["integer", "date"]
 
 
 def test_nullish_names_the_stand_ins_for_nothing_each_column_held():
