@@ -185,6 +185,35 @@ def classify(value: str) -> ColumnType:
     return TEXT
 
 
+def plain_pattern(column: ColumnType) -> str | None:
+    """A regex (RE2 and Python `re` alike) for the plainest way a column's values are written.
+
+    Sound, not complete: a value it matches is stored unchanged by a column of this type, as far
+    as its form goes (a database proves the calendar; SQLite's loader checks it too). A value it
+    misses may still fit: `classify` decides. Doubles keep to 15 digits, as a float does; a
+    negative number below 1 is left to `classify` (it knows -0.0). None for text and empty columns.
+    """
+    kind = column.kind
+    if kind == "integer":
+        return r"^(0|-?[1-9][0-9]{0,17})$"
+    if kind == "double":
+        return r"^(0|-?[1-9][0-9]{0,6})(\.[0-9]{1,8})?$"
+    if kind == "decimal":
+        if column.digits < 1:
+            return None
+        integer = rf"^(0|-?[1-9][0-9]{{0,{min(17, column.digits - 1)}}})$"  # classify keeps longer ones text
+        if not column.scale:
+            return integer
+        whole = "[0-9]*" if column.digits >= UNBOUNDED else f"[0-9]{{0,{column.digits - 1}}}"
+        fraction = "[0-9]+" if column.scale >= UNBOUNDED else f"[0-9]{{1,{column.scale}}}"
+        return rf"{integer}|^(0|-?[1-9]{whole})\.{fraction}$"
+    if kind == "date":
+        return r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+    if kind == "timestamp":
+        return r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?)?$"
+    return None
+
+
 NULL_WORD = "NULL"  # what SQL loaders read as NULL when it stands unquoted in a CSV
 
 

@@ -260,6 +260,15 @@ CASES = [
         settings=HEAD_ONLY_SAMPLE,
         filename="decimal_in_an_integer_column_after_the_sample.csv.gz",
     ),
+    # Values a database parser accepts but would not give back: each widens its column to text.
+    Case(
+        "leading_zeros_and_signs_in_an_integer_column_after_the_sample",
+        _gzip(b"a,b\n1,5\n2,007\n3,+7\n4,-0\n5, 8\n6,9\n"),
+        [(1, "5"), (2, "007"), (3, "+7"), (4, "-0"), (5, " 8"), (6, "9")],
+        AB,
+        settings=HEAD_ONLY_SAMPLE,
+        filename="leading_zeros_and_signs_in_an_integer_column_after_the_sample.csv.gz",
+    ),
 ]
 
 TOO_MANY_REJECTS = Case(

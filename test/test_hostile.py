@@ -1,11 +1,12 @@
 """Hostile files on SQLite, PostgreSQL and MySQL: every data row is loaded or rejected, values exactly kept."""
 
+import gzip
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 from helpers import count, ledger_rows, read_table, reject_rows, run_load, write_bytes
-from hostile import CASES, TOO_MANY_REJECTS
+from hostile import CASES, HEAD_ONLY_SAMPLE, TOO_MANY_REJECTS
 
 
 def backend_of(db_url: str) -> str:
@@ -96,3 +97,56 @@ def test_schema_drift_between_runs_adds_columns_and_leaves_missing_ones_null(
     run_load(make_settings, src, db_url)
     rows = read_table(engine_of(db_url), "d", order_by="id", columns=["id", "a", "b"])
     assert rows == [{"id": 1, "a": "x", "b": None}, {"id": 2, "a": None, "b": "2020-01-01"}]
+
+
+# (what the sample saw, what a later row holds): the database's parser would take the later value
+# into the sampled type and give back something else, so the column must widen to text instead.
+CHANGED_BY_THE_PARSER = [
+    ("5", "007"),
+    ("5", "+7"),
+    ("5", "-0"),
+    ("5", " 8"),
+    ("5", "8 "),
+    ("1.5", "01.5"),
+    ("1.5", "+1.5"),
+    ("1.5", ".5"),
+    ("1.5", "1."),
+    ("1.5", "-0.0"),
+    ("1.5", "NaN"),
+    ("1.5e3", "1.23456789012345678"),
+    ("2020-01-05", "2020-1-5"),
+    ("2020-01-05", "01/02/2020"),
+    ("2020-01-05", "20200105"),
+    ("2020-01-05", "today"),
+    ("2020-01-05", "Jan 5 2020"),
+    ("2020-01-05 10:00:00", "2020-01-05T10:00:00+02:00"),
+    ("2020-01-05 10:00:00", "2020-01-05 10:00"),
+    ("2020-01-05 10:00:00", "now"),
+    ("2020-01-05 10:00:00", "epoch"),
+]
+
+
+@pytest.mark.parametrize(("sampled", "later"), CHANGED_BY_THE_PARSER, ids=lambda v: repr(v))
+def test_a_later_value_the_database_would_change_widens_its_column(
+    sampled, later, tmp_path, db_url, make_settings, engine_of
+):
+    data = f"a,b\n1,{sampled}\n2,{later}\n".encode()
+    write_bytes(tmp_path / "src" / "later.csv.gz", gzip.compress(data))  # compressed: sampled from its head
+    report = run_load(make_settings, tmp_path / "src", db_url, **HEAD_ONLY_SAMPLE)
+
+    [result] = report.files
+    assert (result.status, result.rows_loaded, result.rows_rejected) == ("loaded", 2, 0), result.error
+    assert "widened later.b to text" in result.changes
+    rows = read_table(engine_of(db_url), "later", order_by="a")
+    assert [row["b"] for row in rows] == [sampled, later]
+
+
+def test_a_later_value_a_pinned_column_would_change_is_rejected(tmp_path, db_url, make_settings, engine_of):
+    write_bytes(tmp_path / "src" / "pinned.csv", b"a,b\n1,5\n2,007\n3,9\n")
+    report = run_load(make_settings, tmp_path / "src", db_url, column_types=(("pinned", "b", "integer"),))
+
+    [result] = report.files
+    assert (result.status, result.rows_loaded, result.rows_rejected) == ("loaded", 2, 1), result.error
+    engine = engine_of(db_url)
+    assert [(r["line"], r["raw"]) for r in reject_rows(engine, "pinned.csv")] == [(3, "2,007")]
+    assert [row["b"] for row in read_table(engine, "pinned", order_by="a")] == [5, 9]

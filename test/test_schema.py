@@ -1,6 +1,10 @@
 """Header cleaning, type inference and widening (pure)."""
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processor.schema import (
     DATE,
@@ -8,6 +12,7 @@ from processor.schema import (
     EMPTY,
     TEXT,
     TIMESTAMP,
+    UNBOUNDED,
     ColumnType,
     classify,
     column_names,
@@ -15,6 +20,7 @@ from processor.schema import (
     normalise_name,
     nullish,
     parse_type_spec,
+    plain_pattern,
     sampled_values,
     stored_type,
     table_name_for,
@@ -167,3 +173,37 @@ def test_parse_type_spec(spec, expected):
 def test_parse_type_spec_rejects_unknown_types(spec):
     with pytest.raises(ValueError):
         parse_type_spec(spec)
+
+
+PLAIN_PATTERN_COLUMNS = [
+    ColumnType("integer", 19, 0),
+    ColumnType("decimal", UNBOUNDED, UNBOUNDED),
+    ColumnType("decimal", 63, 2),
+    ColumnType("decimal", 3, 1),
+    DOUBLE,
+    DATE,
+    TIMESTAMP,
+]
+
+
+@pytest.mark.parametrize("column", PLAIN_PATTERN_COLUMNS, ids=lambda c: f"{c.kind}-{c.digits}-{c.scale}")
+@settings(max_examples=400, deadline=None)
+@given(value=st.text(alphabet="0123456789-+.eE :T", max_size=30))
+def test_a_value_in_its_columns_plain_pattern_fits_the_column_unchanged(column, value):
+    """The verifier lets pattern matches through unchecked, so the pattern must never admit a misfit."""
+    if re.fullmatch(plain_pattern(column), value) and column.kind not in ("date", "timestamp"):
+        assert column.accepts(classify(value)), value
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        (DATE, "2020-01-05"),
+        (TIMESTAMP, "2020-01-05 10:00:00.5"),
+        (TIMESTAMP, "2020-01-05"),
+        (DOUBLE, "-1234567.12345678"),
+    ],
+)
+def test_plain_dates_and_numbers_match_their_pattern(column, value):
+    assert re.fullmatch(plain_pattern(column), value)
+    assert column.accepts(classify(value))

@@ -14,7 +14,7 @@ import hashlib
 import io
 import itertools
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -78,6 +78,7 @@ class HashingReader(io.RawIOBase):
         self._hash = hashlib.sha256()
         self.tail = b""  # the last bytes read, to look at the file's last line
         self.error: OSError | None = None  # why reading the source failed, whatever a consumer made of it
+        self.tee: Callable[[bytes], None] | None = None  # also receives every byte read from here on
 
     def readable(self) -> bool:
         return True
@@ -105,6 +106,8 @@ class HashingReader(io.RawIOBase):
     def _seen(self, data: bytes) -> None:
         self._hash.update(data)
         if data:
+            if self.tee is not None:
+                self.tee(data)
             self.tail = (self.tail + data)[-self.TAIL :] if len(data) < self.TAIL else data[-self.TAIL :]
 
     def last_line_has_open_quote(self, fmt: CsvFormat) -> bool:

@@ -1,7 +1,9 @@
 """Load one file: the per-file task the executor runs in a worker process.
 
-A file lands whole or not at all. The bulk path streams it into the database's own loader;
-when the database refuses some of the data, the careful path reads the file again row by row:
+A file lands whole or not at all. The bulk path streams it into the database's own loader
+while a verifier checks on another thread that every typed value will come back as written;
+when the database refuses some of the data, or the verifier finds a value the database would
+change, the careful path reads the file again row by row:
 it widens columns whose sample was too narrow, rejects rows that are broken (each recorded
 with its line and raw text), and isolates rows the database refuses by bisecting batches.
 Every outcome, including failures, comes back as a `FileResult`: nothing is raised across
@@ -35,6 +37,7 @@ from .rows import RowChecker
 from .split import ByteRange, open_range
 from .tables import delete_file_rows, reflect, widen
 from .target import DataProblem, Disconnected, Target
+from .verify import verifying
 
 log = logging.getLogger(__name__)
 
@@ -248,10 +251,11 @@ def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _O
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
     with writing(engine) as conn:
         _begin(conn, writer, task, target)
-        with task.open() as raw:
+        with task.open() as raw, verifying(target, task.read_format) as verifier:
             reader = HashingReader(raw)
             if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
                 reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
+            reader.tee = verifier.feed if verifier else None
             try:
                 rows = writer.bulk(conn, target, reader, task.read_format)
             except Exception:
@@ -260,6 +264,9 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
             reader.drain()
             if reader.last_line_has_open_quote(task.format):
                 raise DataProblem("the last line has a quote that may never close")
+            misfit = verifier.finish() if verifier else None
+            if misfit:
+                raise DataProblem(misfit)
         _record(conn, task, reader.fingerprint, rows, [])
     return _Outcome(rows, 0, writer.NAME)
 

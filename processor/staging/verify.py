@@ -1,0 +1,193 @@
+"""Prove that a bulk load kept every typed value as the file writes it.
+
+A database's bulk parser takes more than a column's type promises to give back: PostgreSQL
+reads `007` into a BIGINT as 7, `today` into a DATE as the day of the load, and drops the
+offset of `2020-01-05T10:00:00+02:00`; MySQL and SQLite read `007` and `+7` as 7. The sample
+that typed the column never saw such a value. So while the bulk path streams a file, a
+`Verifier` parses the same bytes on a thread of its own (pyarrow's CSV reader, which runs
+outside the GIL) and checks the typed columns a batch at a time: values in a column's plainest
+form pass at once (`schema.plain_pattern`); the few distinct others are judged by
+`schema.classify`, the rule the careful path applies. A value its column would not give back
+fails the bulk load, and the careful path widens that column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..db import first_line
+from ..schema import ColumnType, classify, plain_pattern
+from .files import CsvFormat
+from .target import Target
+
+_BLOCK = 1 << 20
+_QUEUED_CHUNKS = 16
+_WAIT = 0.1
+
+
+@dataclass(frozen=True)
+class _Check:
+    name: str  # the table's column
+    field: str  # the name the parser gives the field
+    column: ColumnType
+    pattern: str | None
+    nulls: frozenset[str]
+
+
+@contextlib.contextmanager
+def verifying(target: Target, fmt: CsvFormat) -> Iterator[Verifier | None]:
+    """A running verifier for a file's typed columns (None when it has none); stopped on exit."""
+    checks = [
+        _Check(name, f"f{index}", column, plain_pattern(column), frozenset(["", *target.null_values]))
+        for index, (name, column) in enumerate(zip(target.columns, target.types, strict=True))
+        if column.kind not in ("text", "empty")
+    ]
+    if not checks:
+        yield None
+        return
+    verifier = Verifier(checks, len(target.columns), fmt)
+    try:
+        yield verifier
+    finally:
+        verifier.finish()
+
+
+class Verifier:
+    """Checks the typed fields of the bytes fed to it, on a thread of its own."""
+
+    def __init__(self, checks: list[_Check], width: int, fmt: CsvFormat):
+        self.problem: str | None = None
+        self._checks, self._width, self._format = checks, width, fmt
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(_QUEUED_CHUNKS)
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="value-verifier", daemon=True)
+        self._thread.start()
+
+    def feed(self, data: bytes | None) -> None:
+        """Pass on bytes the loader read (None ends them); dropped once the verdict is in.
+
+        Gathered into blocks first: a reader may read 8 KB at a time, and every hand-over
+        between threads costs more than parsing 8 KB.
+        """
+        if data is not None:
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._pending_size < _BLOCK:
+                return
+        block = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        if block:
+            self._put(block)
+        if data is None:
+            self._put(None)
+
+    def _put(self, item: bytes | None) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(queue.Full):
+                self._chunks.put(item, timeout=_WAIT)
+                return
+
+    def finish(self) -> str | None:
+        """Wait for the verdict: the first value a typed column would not give back, or None."""
+        self.feed(None)
+        self._thread.join()
+        return self.problem
+
+    def _run(self) -> None:
+        try:
+            self.problem = self._verify()
+        except Exception as exc:  # a parse the database may still make: the careful path decides
+            self.problem = f"the file could not be parsed to check its values ({first_line(exc)})"
+        finally:
+            self._done.set()
+
+    def _verify(self) -> str | None:
+        import pyarrow as pa  # imported here: only workers that verify pay for it
+        import pyarrow.csv as pa_csv
+
+        fmt = self._format
+        read = pa_csv.ReadOptions(
+            column_names=[f"f{index}" for index in range(self._width)],
+            skip_rows=int(fmt.header),
+            use_threads=False,
+            block_size=_BLOCK,
+            encoding="utf8" if fmt.ascii_compatible else fmt.encoding,
+        )
+        parse = pa_csv.ParseOptions(
+            delimiter=fmt.delimiter,
+            newlines_in_values=True,
+            invalid_row_handler=lambda row: "skip",  # the database refuses it, and the careful path rejects it
+        )
+        convert = pa_csv.ConvertOptions(
+            include_columns=[check.field for check in self._checks],
+            column_types={check.field: pa.binary() for check in self._checks},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        try:
+            batches = pa_csv.open_csv(
+                pa.PythonFile(_QueueReader(self._chunks), mode="r"),
+                read_options=read,
+                parse_options=parse,
+                convert_options=convert,
+            )
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                return None
+            raise
+        for batch in batches:
+            for check in self._checks:
+                problem = _first_misfit(batch.column(check.field), check)
+                if problem:
+                    return problem
+        return None
+
+
+def _first_misfit(values, check: _Check) -> str | None:
+    """The first value of a batch's field that its column would not give back as written."""
+    import pyarrow.compute as pc
+
+    if check.pattern:
+        plain = pc.match_substring_regex(values, check.pattern)
+        if pc.all(plain).as_py() is not False:
+            return None
+        values = pc.filter(values, pc.invert(plain))
+    for raw in pc.unique(values).to_pylist():
+        text = raw.decode("utf-8", "surrogateescape")
+        if text in check.nulls or check.column.accepts(classify(text)):
+            continue
+        shown = text if len(text) <= 80 else text[:80] + "..."
+        return f"column {check.name} holds {shown!r}, which a {check.column.kind} column would not give back as written"
+    return None
+
+
+class _QueueReader(io.RawIOBase):
+    """A read-only stream over the chunks a verifier is fed (None ends it)."""
+
+    def __init__(self, chunks: queue.Queue[bytes | None]):
+        super().__init__()
+        self._chunks, self._left, self._ended = chunks, b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        parts, have = [self._left], len(self._left)
+        while (size < 0 or have < size) and not self._ended:
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._ended = True
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        cut = len(data) if size < 0 else size
+        self._left = data[cut:]
+        return data[:cut]
