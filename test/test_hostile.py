@@ -8,6 +8,9 @@ import sqlalchemy as sa
 from helpers import count, ledger_rows, read_table, reject_rows, run_load, write_bytes
 from hostile import CASES, HEAD_ONLY_SAMPLE, TOO_MANY_REJECTS
 
+from processor.sources import SourceFile
+from processor.staging.profile import profile_file
+
 
 def backend_of(db_url: str) -> str:
     return {"sqlite": "sqlite", "postgresql": "postgres"}.get(db_url.split(":")[0].split("+")[0], "mysql")
@@ -150,3 +153,13 @@ def test_a_later_value_a_pinned_column_would_change_is_rejected(tmp_path, db_url
     engine = engine_of(db_url)
     assert [(r["line"], r["raw"]) for r in reject_rows(engine, "pinned.csv")] == [(3, "2,007")]
     assert [row["b"] for row in read_table(engine, "pinned", order_by="a")] == [5, 9]
+
+
+@pytest.mark.parametrize(("rows", "whole"), [(3, True), (4, True), (5, False)])
+def test_the_profile_knows_when_its_sample_read_every_row(rows, whole, tmp_path, make_settings):
+    """A file the sample read whole needs no second parse: its types were inferred from every value."""
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(rows)))
+    source = SourceFile("f.csv", str(path), path.stat().st_size)
+    settings = make_settings(sample_rows=8)  # the head takes half: four rows
+    assert profile_file(source, settings).whole is whole

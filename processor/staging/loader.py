@@ -260,6 +260,7 @@ def _load_tasks(
             previous,
             run_id,
             profile.nullish,
+            sampled_whole=profile.whole,
         )
         if item.split is None:
             tasks.append(task)

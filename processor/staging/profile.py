@@ -33,6 +33,7 @@ class FileProfile:
     columns: tuple[str, ...]
     types: tuple[ColumnType, ...]
     nullish: tuple[frozenset[str], ...]  # per column: empty fields, null markers or NULL words seen in the sample
+    whole: bool = False  # the sample is every row: each value fits its inferred type
 
 
 def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
@@ -40,7 +41,7 @@ def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
     with open_binary(source, settings.load_retries) as raw:
         head = raw.read(HEAD_BYTES)
     fmt = detect_format(head, settings.src_encoding, settings.src_delimiter, settings.src_header)
-    header, rows, consumed = _head_sample(source, fmt, settings.sample_rows // 2 or 1, settings.load_retries)
+    header, rows, consumed, whole = _head_sample(source, fmt, settings.sample_rows // 2 or 1, settings.load_retries)
     columns = tuple(column_names(header)) if fmt.header else tuple(f"column_{i}" for i in range(1, len(header) + 1))
     if not fmt.header:
         rows = [header, *rows]
@@ -50,23 +51,25 @@ def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
     nulls = frozenset(settings.null_values)
     values = sampled_values(rows, len(columns))
     types = types_of(values, nulls) if settings.infer_types else [TEXT] * len(columns)
-    return FileProfile(source, fmt, tuple(header), columns, tuple(types), tuple(nullish(values, nulls)))
+    return FileProfile(source, fmt, tuple(header), columns, tuple(types), tuple(nullish(values, nulls)), whole)
 
 
 def _head_sample(
     source: SourceFile, fmt: CsvFormat, limit: int, retries: int
-) -> tuple[list[str], list[list[str]], int]:
-    """The first record, up to `limit` more rows, and about how many bytes they span."""
+) -> tuple[list[str], list[list[str]], int, bool]:
+    """The first record, up to `limit` more rows, about how many bytes they span, and whether they are all."""
     with open_binary(source, retries) as raw:
         text = text_stream(raw, fmt, errors="replace")
         reader = csv_reader(text, fmt)
+        whole = False
         try:
             header = next(reader, [])
             rows = [row for row in itertools.islice(reader, limit) if row]
+            whole = next(reader, None) is None
         except csv.Error:
             rows = []  # the careful path will find and report the broken row
         consumed = raw.tell() if source.compression is None and hasattr(raw, "tell") else source.size
-    return header, rows, consumed
+    return header, rows, consumed, whole
 
 
 def _window_sample(

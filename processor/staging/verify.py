@@ -40,12 +40,12 @@ class _Check:
 
 
 @contextlib.contextmanager
-def verifying(target: Target, fmt: CsvFormat) -> Iterator[Verifier | None]:
-    """A running verifier for a file's typed columns (None when it has none); stopped on exit."""
+def verifying(target: Target, fmt: CsvFormat, needed: bool = True) -> Iterator[Verifier | None]:
+    """A running verifier for a file's typed columns (None when it has none, or is not needed); stopped on exit."""
     checks = [
         _Check(name, f"f{index}", column, plain_pattern(column), frozenset(["", *target.null_values]))
         for index, (name, column) in enumerate(zip(target.columns, target.types, strict=True))
-        if column.kind not in ("text", "empty")
+        if column.kind not in ("text", "empty") and needed
     ]
     if not checks:
         yield None

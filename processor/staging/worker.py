@@ -60,6 +60,13 @@ class LoadTask:
     run_id: str
     nullish: tuple[frozenset[str], ...] = ()  # per column, what the sample held for nothing (see schema.nullish)
     byte_range: ByteRange | None = None  # one piece of a big file; the parent owns the file's ledger row
+    sampled_whole: bool = False  # the sample read every row
+
+    @property
+    def values_proven(self) -> bool:
+        """Whether every value is known to fit its column: the sample read them all and typed them,
+        and no column's type was pinned over the sample's head (COLUMN_TYPES)."""
+        return self.sampled_whole and not self.pinned
 
     @property
     def read_format(self) -> CsvFormat:
@@ -251,7 +258,7 @@ def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _O
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
     with writing(engine) as conn:
         _begin(conn, writer, task, target)
-        with task.open() as raw, verifying(target, task.read_format) as verifier:
+        with task.open() as raw, verifying(target, task.read_format, needed=not task.values_proven) as verifier:
             reader = HashingReader(raw)
             if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
                 reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
