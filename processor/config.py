@@ -239,6 +239,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("INFER_TYPES", "infer_types", True, "0 stages every column as text", _bool, shown_default="1"),
     Option("SAMPLE_ROWS", "sample_rows", 10000, "rows per file read to infer column types", _int(1)),
     Option(
+        "VERIFY_VALUES",
+        "verify_values",
+        True,
+        "0 trusts the database's parser for typed columns (faster; 007 may be stored as 7)",
+        _bool,
+        shown_default="1",
+    ),
+    Option(
         "LOAD_RETRIES",
         "load_retries",
         3,
@@ -346,6 +354,7 @@ class Settings:
     null_values_in_text: bool = False
     column_types: tuple[tuple[str, str, str], ...] = ()
     infer_types: bool = True
+    verify_values: bool = True
     sample_rows: int = 10000
     load_retries: int = 3
     split_min_bytes: int = 256 * 1024 * 1024

@@ -163,3 +163,13 @@ def test_the_profile_knows_when_its_sample_read_every_row(rows, whole, tmp_path,
     source = SourceFile("f.csv", str(path), path.stat().st_size)
     settings = make_settings(sample_rows=8)  # the head takes half: four rows
     assert profile_file(source, settings).whole is whole
+
+
+def test_verify_values_off_trusts_the_database_parser(tmp_path, db_url, make_settings, engine_of):
+    """The opt-out does what the README says: the parser's reading of 007 is kept (and nothing widens)."""
+    write_bytes(tmp_path / "src" / "trusted.csv.gz", gzip.compress(b"a,b\n1,5\n2,007\n"))
+    report = run_load(make_settings, tmp_path / "src", db_url, verify_values=False, **HEAD_ONLY_SAMPLE)
+
+    [result] = report.files
+    assert (result.status, result.rows_loaded, result.changes) == ("loaded", 2, [])
+    assert [row["b"] for row in read_table(engine_of(db_url), "trusted", order_by="a")] == [5, 7]

@@ -69,6 +69,11 @@ class LoadTask:
         return self.sampled_whole and not self.pinned
 
     @property
+    def verify(self) -> bool:
+        """Whether the bulk path must prove its typed values (VERIFY_VALUES, unless the sample already did)."""
+        return self.settings.verify_values and not self.values_proven
+
+    @property
     def read_format(self) -> CsvFormat:
         """The format of the bytes this task reads (a range has no header line)."""
         return dataclasses.replace(self.format, header=False) if self.byte_range else self.format
@@ -258,7 +263,7 @@ def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _O
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
     with writing(engine) as conn:
         _begin(conn, writer, task, target)
-        with task.open() as raw, verifying(target, task.read_format, needed=not task.values_proven) as verifier:
+        with task.open() as raw, verifying(target, task.read_format, needed=task.verify) as verifier:
             reader = HashingReader(raw)
             if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
                 reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
