@@ -60,10 +60,11 @@ class RowChecker:
                 self._fits[index].add(value)
             return None
         if self.pinned[index]:
-            return f"column {self.names[index]}: {_short(value)!r} is not a {column.kind} (set by COLUMN_TYPES)"
+            return f"column {self.names[index]}: {short(value)!r} is not a {column.kind} (set by COLUMN_TYPES)"
         self.needed[index] = self.needed.get(index, column).join(found)
         return None
 
 
-def _short(value: str, limit: int = 80) -> str:
+def short(value: str, limit: int = 80) -> str:
+    """A value cut to `limit` characters for a message."""
     return value if len(value) <= limit else value[:limit] + "..."

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..db import first_line
-from ..schema import ColumnType, classify, plain_pattern
+from ..schema import ColumnType, classify, is_null, plain_pattern
 from .files import CsvFormat
+from .rows import short
 from .target import Target
 
 _BLOCK = 1 << 20
@@ -36,21 +37,20 @@ class _Check:
     field: str  # the name the parser gives the field
     column: ColumnType
     pattern: str | None
-    nulls: frozenset[str]
 
 
 @contextlib.contextmanager
 def verifying(target: Target, fmt: CsvFormat, needed: bool = True) -> Iterator[Verifier | None]:
     """A running verifier for a file's typed columns (None when it has none, or is not needed); stopped on exit."""
     checks = [
-        _Check(name, f"f{index}", column, plain_pattern(column), frozenset(["", *target.null_values]))
+        _Check(name, f"f{index}", column, plain_pattern(column))
         for index, (name, column) in enumerate(zip(target.columns, target.types, strict=True))
-        if column.kind not in ("text", "empty") and needed
+        if column.kind not in ("text", "empty")
     ]
-    if not checks:
+    if not (checks and needed):
         yield None
         return
-    verifier = Verifier(checks, len(target.columns), fmt)
+    verifier = Verifier(checks, len(target.columns), fmt, frozenset(target.null_values))
     try:
         yield verifier
     finally:
@@ -60,9 +60,9 @@ def verifying(target: Target, fmt: CsvFormat, needed: bool = True) -> Iterator[V
 class Verifier:
     """Checks the typed fields of the bytes fed to it, on a thread of its own."""
 
-    def __init__(self, checks: list[_Check], width: int, fmt: CsvFormat):
+    def __init__(self, checks: list[_Check], width: int, fmt: CsvFormat, null_values: frozenset[str]):
         self.problem: str | None = None
-        self._checks, self._width, self._format = checks, width, fmt
+        self._checks, self._width, self._format, self._null_values = checks, width, fmt, null_values
         self._chunks: queue.Queue[bytes | None] = queue.Queue(_QUEUED_CHUNKS)
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -144,13 +144,13 @@ class Verifier:
             raise
         for batch in batches:
             for check in self._checks:
-                problem = _first_misfit(batch.column(check.field), check)
+                problem = _first_misfit(batch.column(check.field), check, self._null_values)
                 if problem:
                     return problem
         return None
 
 
-def _first_misfit(values, check: _Check) -> str | None:
+def _first_misfit(values, check: _Check, null_values: frozenset[str]) -> str | None:
     """The first value of a batch's field that its column would not give back as written."""
     import pyarrow.compute as pc
 
@@ -161,10 +161,10 @@ def _first_misfit(values, check: _Check) -> str | None:
         values = pc.filter(values, pc.invert(plain))
     for raw in pc.unique(values).to_pylist():
         text = raw.decode("utf-8", "surrogateescape")
-        if text in check.nulls or check.column.accepts(classify(text)):
+        if is_null(text, check.column, null_values, False) or check.column.accepts(classify(text)):
             continue
-        shown = text if len(text) <= 80 else text[:80] + "..."
-        return f"column {check.name} holds {shown!r}, which a {check.column.kind} column would not give back as written"
+        kind = check.column.kind
+        return f"column {check.name} holds {short(text)!r}, which a {kind} column would not give back as written"
     return None
 
 

@@ -63,15 +63,10 @@ class LoadTask:
     sampled_whole: bool = False  # the sample read every row
 
     @property
-    def values_proven(self) -> bool:
-        """Whether every value is known to fit its column: the sample read them all and typed them,
-        and no column's type was pinned over the sample's head (COLUMN_TYPES)."""
-        return self.sampled_whole and not self.pinned
-
-    @property
     def verify(self) -> bool:
-        """Whether the bulk path must prove its typed values (VERIFY_VALUES, unless the sample already did)."""
-        return self.settings.verify_values and not self.values_proven
+        """Whether the bulk path must prove its typed values: VERIFY_VALUES, unless the sample read
+        every row and typed them all itself (no column pinned by COLUMN_TYPES)."""
+        return self.settings.verify_values and not (self.sampled_whole and not self.pinned)
 
     @property
     def read_format(self) -> CsvFormat:
