@@ -84,7 +84,9 @@ def create_engine(raw_url: str) -> Engine:
     if url.drivername == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
     elif url.drivername.startswith("postgresql"):
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "processor"}
+        # A URL's own ?application_name= wins, so one job's sessions can be told from another's.
+        name = url.query.get("application_name", "processor")
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "application_name": name}
     else:
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "local_infile": True}
     try:

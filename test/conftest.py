@@ -54,7 +54,8 @@ def _isolated_url(backend: str, tmp_path: Path, server_engines: dict) -> tuple[s
     if backend == "postgres":
         with admin.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-        isolated = url.update_query_dict({"options": f"-csearch_path={name}"})
+        # Its own application name too, so a test that hunts for its own sessions never touches another's.
+        isolated = url.update_query_dict({"options": f"-csearch_path={name}", "application_name": f"processor-{name}"})
 
         def drop() -> None:
             with admin.begin() as conn:

@@ -143,10 +143,15 @@ def test_stopping_rolls_back_in_flight_files_and_the_ledger_shows_what_finished(
 
 
 def _killer(admin: sa.Engine, family: str, stop: threading.Event, killed: list) -> None:
-    """Terminate the first bulk load it sees from another connection (PostgreSQL or MariaDB)."""
+    """Terminate the first bulk load it sees in this test's own namespace (PostgreSQL or MariaDB).
+
+    Only this test's sessions: its own application name (PostgreSQL) or database (MariaDB), never
+    another load that shares the server.
+    """
     if family == "postgresql":
+        own = admin.url.query["application_name"]
         find = (
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'processor' AND state = 'active' "
+            f"SELECT pid FROM pg_stat_activity WHERE application_name = '{own}' AND state = 'active' "
             "AND query ILIKE 'COPY%%'"
         )
         kill = "SELECT pg_terminate_backend({})"
