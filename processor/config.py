@@ -405,7 +405,7 @@ class Settings:
         """The values that must never be shown: passwords (database, source URLs), URL query strings, the token."""
         from sqlalchemy.engine import make_url
 
-        from .remote import url_secrets
+        from .find.roots import url_secrets
 
         try:
             password = make_url(self.dest_sql).password

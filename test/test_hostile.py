@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from helpers import count, ledger_rows, read_table, reject_rows, run_load, write_bytes
 from hostile import CASES, HEAD_ONLY_SAMPLE, TOO_MANY_REJECTS
 
-from processor.sources import SourceFile
+from processor.find import SourceFile
 from processor.staging.profile import profile_file
 
 

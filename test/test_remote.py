@@ -23,9 +23,8 @@ from helpers import ledger_rows, read_table, write_bytes
 from remote_servers import FileServer, S3Server
 from test_cli import run_index
 
-from processor import remote
 from processor.errors import ConfigError, SourceError
-from processor.sources import discover
+from processor.find import discover, fingerprints, remote, roots
 from processor.staging.files import open_binary
 from processor.staging.loader import load
 
@@ -114,21 +113,21 @@ def object_gets(log, bucket_name: str) -> list[str]:
     ids=["folder", "folder-with-comma", "s3-prefix", "http-base", "url-list", "one-url"],
 )
 def test_the_root_says_what_kind_of_source_it_is(root, kind, urls):
-    parsed = remote.parse_root(root)
+    parsed = roots.parse_root(root)
     assert (parsed.kind, parsed.urls) == (kind, urls)
 
 
 @pytest.mark.parametrize("root", ["ftp://host/x.csv", "https://h/a.csv,/local/b.csv", "gs://bucket/p"])
 def test_an_unreadable_scheme_is_a_config_error(root):
     with pytest.raises(ConfigError, match="SRC_DATA_FOLDER"):
-        remote.parse_root(root)
+        roots.parse_root(root)
 
 
 def test_public_urls_carry_no_credentials_and_secrets_are_listed():
     url = "https://loader:pa55word@files.example.org:8443/q1/a.csv?X-Amz-Signature=abc123#frag"
-    assert remote.public_url(url) == "https://files.example.org:8443/q1/a.csv"
-    assert remote.url_secrets(f"{url}, s3://b/k.csv") == ["pa55word", "X-Amz-Signature=abc123"]
-    assert remote.file_url("https://h/base/?token=t0k", "sub dir/a.csv") == "https://h/base/sub%20dir/a.csv?token=t0k"
+    assert roots.public_url(url) == "https://files.example.org:8443/q1/a.csv"
+    assert roots.url_secrets(f"{url}, s3://b/k.csv") == ["pa55word", "X-Amz-Signature=abc123"]
+    assert roots.file_url("https://h/base/?token=t0k", "sub dir/a.csv") == "https://h/base/sub%20dir/a.csv?token=t0k"
 
 
 @pytest.mark.parametrize(
@@ -142,12 +141,12 @@ def test_public_urls_carry_no_credentials_and_secrets_are_listed():
     ids=["etag", "weak-etag", "last-modified", "nothing"],
 )
 def test_fingerprints_come_from_etag_then_last_modified(info, expected):
-    assert remote.fingerprint(info) == expected
+    assert fingerprints.fingerprint(info) == expected
 
 
 def test_a_very_long_etag_is_hashed_to_fit_the_ledger():
-    value = remote.fingerprint({"ETag": "x" * 300, "size": 1})
-    assert value.startswith("etag-sha256:") and len(value) <= remote.FINGERPRINT_LENGTH
+    value = fingerprints.fingerprint({"ETag": "x" * 300, "size": 1})
+    assert value.startswith("etag-sha256:") and len(value) <= fingerprints.FINGERPRINT_LENGTH
 
 
 @pytest.mark.parametrize("status, retry", [(500, True), (503, True), (429, True), (404, False), (403, False)], ids=str)

@@ -7,7 +7,7 @@ import zipfile
 import pytest
 
 from processor.errors import ConfigError, SourceError
-from processor.sources import discover
+from processor.find import discover
 
 
 def touch(root, *paths, content=b"a,b\n1,2\n"):

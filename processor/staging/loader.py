@@ -21,9 +21,9 @@ from sqlalchemy.engine import Engine
 from .. import ledger
 from ..config import Settings
 from ..db import check_connection, create_engine, dialect_family, release_engines
+from ..find import Discovery, SourceFile, discover
 from ..parallel import run_tasks
 from ..schema import normalise_name, table_name_for
-from ..sources import Discovery, SourceFile, discover
 from .files import file_fingerprint
 from .plan import TablePlan, overrides_by_table, plan_table
 from .profile import FileProfile, profile_file

@@ -14,9 +14,9 @@ import itertools
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..remote import open_location
+from ..find import SourceFile
+from ..find.streams import open_location
 from ..schema import TEXT, ColumnType, column_names, nullish, sampled_values, types_of
-from ..sources import SourceFile
 from .files import HEAD_BYTES, CsvFormat, csv_reader, detect_format, open_binary, text_stream
 
 WINDOWS = 8

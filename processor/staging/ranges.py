@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from .. import ledger
 from ..config import Settings
 from ..db import writing
-from ..sources import SourceFile
+from ..find import SourceFile
 from .split import SplitPlan
 from .tables import delete_file_rows
 from .worker import FileResult, LoadTask

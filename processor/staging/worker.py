@@ -26,10 +26,10 @@ from sqlalchemy.engine import Connection, Engine
 from .. import ledger
 from ..config import Settings
 from ..db import describe_db_error, dialect_family, engine_for, first_line, writing
+from ..find import SourceFile
 from ..ledger import Reject
 from ..redact import redact
 from ..schema import ColumnType, column_names
-from ..sources import SourceFile
 from . import mysql, postgres, sqlite
 from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
