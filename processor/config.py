@@ -14,9 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .pipedrive.fieldmap import FieldMap
 
 SAMPLE_DATA_FOLDER = str(Path(__file__).resolve().parent / "sample_data")
 DEFAULT_DEST_SQL = "sqlite:///processor.db"
@@ -133,6 +136,32 @@ def _progress(raw: str) -> str:
     if value != "auto":
         raise ValueError("expected auto, 1 or 0")
     return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower() or allowed[0]
+        if value not in allowed:
+            raise ValueError(f"expected {' or '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _percent(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip().removesuffix("%").strip())
+    except InvalidOperation:
+        raise ValueError("expected a percentage such as 10 or 10%") from None
+    if not value.is_finite() or not 0 <= value <= 100:
+        raise ValueError("expected a percentage from 0 to 100")
+    return value
+
+
+def _field_map(raw: str):
+    from .pipedrive.fieldmap import parse_field_map
+
+    return parse_field_map(raw)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -319,7 +348,60 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("PIPEDRIVE_TIMEOUT", "pipedrive_timeout", 30.0, "seconds before a Pipedrive request times out", _float(0.1)),
     Option("PIPEDRIVE_MAX_RETRIES", "pipedrive_max_retries", 5, "retries of a failed Pipedrive request", _int(0)),
-    Option("SYNC_DRY_RUN", "sync_dry_run", False, "1 prints the sync plan without writing", _bool, shown_default="0"),
+    Option(
+        "PIPEDRIVE_DAILY_BUDGET",
+        "pipedrive_daily_budget",
+        30000,
+        "tokens the sync may spend when Pipedrive sends no x-daily-ratelimit-token-remaining header "
+        "(30,000 x plan multiplier x seats)",
+        _int(1),
+    ),
+    Option(
+        "SYNC_DRY_RUN",
+        "sync_dry_run",
+        False,
+        "1 lists the planned changes without writing (and loads and rebuilds nothing)",
+        _bool,
+        shown_default="0",
+    ),
+    Option(
+        "SYNC_ARCHIVED",
+        "sync_archived",
+        "skip",
+        "a deal archived in Pipedrive that differs from the view: skip (report it) or unarchive (and update)",
+        _choice("skip", "unarchive"),
+    ),
+    Option(
+        "SYNC_REMOVED",
+        "sync_removed",
+        "keep",
+        "deals whose order left the view: keep, archive or delete (persons follow when they have no other deal)",
+        _choice("keep", "archive", "delete"),
+    ),
+    Option(
+        "SYNC_REMOVED_MAX",
+        "sync_removed_max",
+        Decimal("10"),
+        "most deals (percent of those carrying the key) one run may archive or delete",
+        _percent,
+        shown_default="10%",
+    ),
+    Option(
+        "SYNC_REMOVED_FORCE",
+        "sync_removed_force",
+        False,
+        "1 archives or deletes past SYNC_REMOVED_MAX",
+        _bool,
+        shown_default="0",
+    ),
+    Option(
+        "SYNC_FIELD_MAP",
+        "sync_field_map",
+        None,
+        "view columns -> Pipedrive deal/person fields: a JSON or YAML file, or inline JSON",
+        _field_map,
+        shown_default="title, value, currency, person; person name",
+    ),
     # Feedback
     Option("PROGRESS", "progress", "auto", "progress bar: auto (on a terminal), 1 or 0", _progress),
     Option(
@@ -376,7 +458,13 @@ class Settings:
     pipedrive_deal_key_field: str = "order_id"
     pipedrive_timeout: float = 30.0
     pipedrive_max_retries: int = 5
+    pipedrive_daily_budget: int = 30000
     sync_dry_run: bool = False
+    sync_archived: str = "skip"
+    sync_removed: str = "keep"
+    sync_removed_max: Decimal = Decimal("10")
+    sync_removed_force: bool = False
+    sync_field_map: FieldMap | None = None
     progress: str = "auto"
     summary_json: str | None = None
     log_level: str = "INFO"

@@ -65,6 +65,9 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
 
             report.status = ledger_status(engine)
             return report
+        if step == "all" and settings.sync_dry_run:  # a dry run plans from what is already staged and built
+            report.notes.append("load and transform: skipped, SYNC_DRY_RUN=1 plans from what is already staged")
+            step = "sync"
         if step in ("all", "load"):
             report.load = load(settings, engine, progress)
         if step == "all" and report.load.failed:

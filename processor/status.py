@@ -2,8 +2,8 @@
 
 For the operator who comes back the morning after a quarterly run: which files are in, with how
 many rows and rejects per table, and which are not (failed, interrupted, or left `loading` by a
-run that was killed), with their errors. Reading only; the exit code is 1 while some file is not
-in, as after the run that left it so.
+run that was killed), with their errors; and what the last Pipedrive sync did. Reading only; the
+exit code is 1 while some file is not in, as after the run that left it so.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from . import ledger
 from .db import check_connection
+from .pipedrive.history import LastSync, last_sync
 from .staging.report import TableTotals
 
 NOT_IN = (ledger.FAILED, ledger.INTERRUPTED, ledger.LOADING)
@@ -33,6 +34,7 @@ class LedgerStatus:
 
     files: list[ledger.Entry] = field(default_factory=list)
     rejects: int = 0
+    last_sync: LastSync | None = None
 
     @property
     def not_in(self) -> list[ledger.Entry]:
@@ -47,6 +49,7 @@ class LedgerStatus:
             "exit_code": self.exit_code,
             "files": [vars(f) for f in self.files],
             "rejects": self.rejects,
+            "last_sync": self.last_sync.to_dict() if self.last_sync else None,
         }
 
     def tables(self) -> dict[str, TableTotals]:
@@ -61,6 +64,9 @@ class LedgerStatus:
         return dict(sorted(totals.items()))
 
     def lines(self) -> list[str]:
+        return self._ledger_lines() + _sync_lines(self.last_sync)
+
+    def _ledger_lines(self) -> list[str]:
         if not self.files:
             return ["ledger: empty; nothing has been loaded into this database yet"]
         counts = Counter(f.status for f in self.files)
@@ -82,14 +88,28 @@ class LedgerStatus:
 
 
 def ledger_status(engine: Engine) -> LedgerStatus:
-    """Read the ledger (an empty status when this database has none); raises DatabaseError when unreachable."""
+    """Read the ledger and the last sync (empty when this database has none); raises DatabaseError when unreachable."""
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:" and not os.path.exists(database):
         return LedgerStatus()  # asking must not leave an empty database file behind
     check_connection(engine)
+    status = _read_ledger(engine)
+    status.last_sync = last_sync(engine)
+    return status
+
+
+def _read_ledger(engine: Engine) -> LedgerStatus:
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(ledger.FILES_TABLE):
             return LedgerStatus()
         rejects = conn.execute(sa.select(sa.func.count()).select_from(ledger.rejects)).scalar_one()
     files = sorted(ledger.read(engine).values(), key=lambda entry: entry.path)
     return LedgerStatus(files, rejects)
+
+
+# ---------------------------------------------------------------- the last Pipedrive sync
+
+
+def _sync_lines(last: LastSync | None) -> list[str]:
+    """What the last sync did, from the sync history (one line when none is recorded)."""
+    return last.lines() if last else ["last sync: none recorded in this database"]

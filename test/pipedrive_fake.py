@@ -4,22 +4,30 @@
         ...  # point PIPEDRIVE_BASE_URL at fake.url
         fake.persons(), fake.deals()          # what Pipedrive holds (serialised like the API)
         fake.archive_deal(id)                 # what a salesperson's "Archive" does
+        fake.add_field("deals", "Channel", "enum", ["Shop", "Phone"]), fake.option_id(code, "Shop")
+        fake.add_user(...), fake.add_pipeline("Renewals", ["New", "Won"]), fake.seed("organizations", {...})
         fake.requests(), fake.writes()        # every request with method, path, query, status, body
 
 By hand:  python test/pipedrive_fake.py --port 8765 --token x [--burst 40 --latency 0.05 ...]
 
 What it implements (see ../shared/research/pipedrive-api.md):
 - auth by `x-api-token` header or `api_token` query, else 401;
-- /api/v2/persons and /api/v2/deals: list (cursor pages, limit <= 500, `custom_fields`,
-  `updated_since`, `sort_by`, `sort_direction`, deals `status`), GET/PATCH/DELETE by id, POST;
-  the deals list leaves archived deals out: /api/v2/deals/archived lists them (same parameters);
+- /api/v2/persons, /api/v2/deals and /api/v2/organizations: list (cursor pages, limit <= 500,
+  `custom_fields`, `updated_since`, `sort_by`, `sort_direction`, deals `status`), GET/PATCH/DELETE
+  by id, POST; the deals list leaves archived deals out: /api/v2/deals/archived lists them (same
+  parameters); an archived deal refuses every PATCH (403) except one that only un-archives it
+  (`{"is_archived": false}`), as Pipedrive does since 2025-07-15;
   /api/v2/{persons,deals}/search (`term`, `fields`, `exact_match`, optional index lag);
   /api/v2/{person,deal}Fields (list, create with a 40-hex `field_code`, GET by code);
-- strict validation: unknown keys, wrong types, missing name/title, unknown custom field codes
-  -> 400 ERR_SCHEMA_VALIDATION_FAILED; unknown ids -> 404; v2 answers 200 on create;
+- strict validation: unknown keys, wrong types, missing name/title, unknown custom field codes,
+  enum/set values that are not option ids of their field -> 400 ERR_SCHEMA_VALIDATION_FAILED;
+  a person, organization, owner (user), pipeline or stage id that does not exist -> 400; a stage
+  sets the deal's pipeline, a pipeline alone its first stage; status won/lost sets the won, lost
+  and close times; unknown ids -> 404; v2 answers 200 on create;
 - limits: per-route token costs against a daily budget; a rolling burst window per token (and
   10 per window for search); x-ratelimit-* and x-daily-ratelimit-token-* headers on every JSON
-  answer; 429 when over; a Cloudflare 403 HTML page once a client sends more than `block_after`
+  answer (`rate_headers` / `daily_headers` False leaves them out, as Pipedrive sometimes does);
+  429 when over; a Cloudflare 403 HTML page once a client sends more than `block_after`
   requests into full windows within one window;
 - faults: `error_rate` answers 500/503 (nothing done) or 524 (a write is done, then the gateway
   gives up), `drop_rate` commits a write and drops the connection unanswered, `latency` per request
@@ -110,6 +118,8 @@ class FakeConfig:
     index_lag: float = 0.0
     default_currency: str = "EUR"
     seed: int | None = None
+    rate_headers: bool = True
+    daily_headers: bool = True
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,10 @@ def _is_object(value: Any) -> bool:
     return isinstance(value, dict)
 
 
+def _is_bool(value: Any) -> bool:
+    return type(value) is bool
+
+
 INT, NULL_INT = (_is_int, "an integer"), (_nullable(_is_int), "an integer or null")
 CONTACTS = (_list_of(_is_contact), "an array of {value, primary, label} objects")
 PERSON_BODY = {
@@ -280,12 +294,23 @@ DEAL_BODY = {
     "lost_time": (_nullable(_is_time), "a date-time or null"),
     "close_time": (_nullable(_is_time), "a date-time or null"),
     "expected_close_date": (_nullable(_is_date), "a date (YYYY-MM-DD) or null"),
+    "is_archived": (_is_bool, "a boolean"),
+    "archive_time": (_nullable(_is_time), "a date-time or null"),
+    "custom_fields": (_is_object, "an object"),
+}
+ORG_BODY = {
+    "name": (_is_name, "a non-empty string"),
+    "owner_id": INT,
+    "add_time": (_is_time, "a date-time"),
+    "visible_to": INT,
+    "label_ids": (_list_of(_is_int), "an array of integers"),
+    "address": (_nullable(_is_object), "an object or null"),
     "custom_fields": (_is_object, "an object"),
 }
 FIELD_BODY = {
     "field_name": (_is_name, "a non-empty string"),
     "field_type": (_one_of(*FIELD_TYPES), "a field type such as varchar or double"),
-    "options": (_list_of(_is_object), "an array of {label} objects"),
+    "options": (_list_of(lambda o: _is_object(o) and _is_name(o.get("label"))), "an array of {label} objects"),
     "description": (_is_text, "a string"),
 }
 CUSTOM_VALUES = {
@@ -379,6 +404,10 @@ def _person_defaults() -> dict[str, Any]:
     }
 
 
+def _org_defaults() -> dict[str, Any]:
+    return {"name": None, "owner_id": 1, "is_deleted": False, "visible_to": 3, "label_ids": [], "address": None}
+
+
 def _deal_defaults() -> dict[str, Any]:
     return {
         "title": None,
@@ -395,6 +424,7 @@ def _deal_defaults() -> dict[str, Any]:
         "stage_change_time": None,
         "is_deleted": False,
         "is_archived": False,
+        "archive_time": None,
         "visible_to": 3,
         "label_ids": [],
         "lost_reason": None,
@@ -449,7 +479,22 @@ class Account:
                 _deal_defaults,
                 fields=_builtin_fields(title="varchar", value="monetary", person_id="people"),
             ),
+            "organizations": Collection(
+                "organizations",
+                "Organization",
+                ORG_BODY,
+                "name",
+                ("custom_fields", "notes", "name", "address"),
+                _org_defaults,
+                fields=_builtin_fields(name="varchar", address="address"),
+            ),
         }
+        self.users: dict[int, dict[str, Any]] = {1: {"id": 1, "name": "Account Owner", "email": "owner@example.com"}}
+        self.pipelines: dict[int, str] = {1: "Pipeline"}
+        self.stages: dict[int, tuple[int, str]] = {
+            n: (1, name) for n, name in enumerate(("Qualified", "Contact Made", "Demo", "Proposal", "Negotiation"), 1)
+        }
+        self.next_option = 1
         self.next_id = 1
         self.log: list[LoggedRequest] = []
         self.spent = 0
@@ -490,10 +535,41 @@ class Account:
         """Non-deleted deals as the API would list them, archived ones included (`is_archived` says which)."""
         return self._visible("deals")
 
+    def organizations(self) -> list[dict[str, Any]]:
+        """Non-deleted organizations as the API would list them."""
+        return self._visible("organizations")
+
     def archive_deal(self, deal_id: int) -> None:
         """Archive a deal, as a salesperson would in the app; raises ApiError 404 for an unknown id."""
         with self.lock:
-            self._find(self.collections["deals"], deal_id).update(is_archived=True, update_time=_now())
+            self._find(self.collections["deals"], deal_id).update(
+                is_archived=True, archive_time=_now(), update_time=_now()
+            )
+
+    def add_user(self, name: str, email: str) -> int:
+        """A user of the company (an owner_id); returns its id."""
+        with self.lock:
+            user_id = max(self.users) + 1
+            self.users[user_id] = {"id": user_id, "name": name, "email": email}
+            return user_id
+
+    def add_pipeline(self, name: str, stages: list[str]) -> tuple[int, list[int]]:
+        """A pipeline with its stages in order; returns the pipeline id and the stage ids."""
+        with self.lock:
+            pipeline_id = max(self.pipelines) + 1
+            self.pipelines[pipeline_id] = name
+            first = max(self.stages) + 1
+            self.stages.update({first + n: (pipeline_id, stage) for n, stage in enumerate(stages)})
+            return pipeline_id, list(range(first, first + len(stages)))
+
+    def option_id(self, code: str, label: str) -> int:
+        """The id of an enum/set option by its label; raises KeyError."""
+        with self.lock:
+            for coll in self.collections.values():
+                for f in coll.fields:
+                    if f["field_code"] == code:
+                        return next(o["id"] for o in f["options"] or [] if o["label"] == label)
+        raise KeyError(code)
 
     def _visible(self, name: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -526,12 +602,13 @@ class Account:
         with self.lock:
             return self._create(self.collections[entity], body)
 
-    def add_field(self, entity: str, name: str, field_type: str = "varchar") -> str:
-        """Create a custom field directly; returns its code."""
+    def add_field(self, entity: str, name: str, field_type: str = "varchar", options: list[str] | None = None) -> str:
+        """Create a custom field directly (an enum or set with option labels); returns its code."""
+        body: dict[str, Any] = {"field_name": name, "field_type": field_type}
+        if options is not None:
+            body["options"] = [{"label": label} for label in options]
         with self.lock:
-            return self._create_field(self.collections[entity], {"field_name": name, "field_type": field_type})[
-                "field_code"
-            ]
+            return self._create_field(self.collections[entity], body)["field_code"]
 
     # ------------------------------------------------------------------ one request
 
@@ -568,22 +645,22 @@ class Account:
         if refused is not None:
             return refused
         reply = self._run_with_faults(method, route, query, body)
-        window = self.search_window if route[0] == "search" else self.window
         if not isinstance(reply.body, str):
-            reply.headers.update(window.headers(now))
-            reply.headers.update(self._daily_headers())
+            reply.headers.update(self._limit_headers(self.search_window if route[0] == "search" else self.window, now))
         return reply
 
-    def _daily_headers(self) -> dict[str, str]:
-        left = max(0, self.config.daily_budget - self.spent)
-        return {
-            "x-daily-ratelimit-token-limit": str(self.config.daily_budget),
-            "x-daily-ratelimit-token-remaining": str(left),
-        }
+    def _limit_headers(self, window: Window, now: float) -> dict[str, str]:
+        """The burst window's and the daily budget's headers, as far as this account sends them."""
+        headers = window.headers(now) if self.config.rate_headers else {}
+        if self.config.daily_headers:
+            left = max(0, self.config.daily_budget - self.spent)
+            headers["x-daily-ratelimit-token-limit"] = str(self.config.daily_budget)
+            headers["x-daily-ratelimit-token-remaining"] = str(left)
+        return headers
 
     def _route(self, method: str, path: str) -> tuple:
         """(kind, collection, id-or-code, cost); raises ApiError 404/405."""
-        match = re.fullmatch(r"/api/v2/(persons|deals)(?:/(search|\d+))?/?", path)
+        match = re.fullmatch(r"/api/v2/(persons|deals|organizations)(?:/(search|\d+))?/?", path)
         fields = re.fullmatch(r"/api/v2/(person|deal)Fields(?:/([0-9a-z_]+))?/?", path)
         if path.rstrip("/") == "/api/v2/deals/archived":
             coll, kind, target = self.collections["deals"], "archived", None
@@ -608,14 +685,14 @@ class Account:
             return Reply(403, CLOUDFLARE_BLOCK)
         if self.spent + cost > cfg.daily_budget:
             error = ApiError(429, "Daily token budget exceeded. Try again after the budget resets.")
-            return Reply(429, error.body, {**self.window.headers(now), **self._daily_headers()})
+            return Reply(429, error.body, self._limit_headers(self.window, now))
         windows = (self.window, self.search_window) if route[0] == "search" else (self.window,)
         full = next((w for w in windows if w.full(now)), None)
         if full is not None:
             if self.rejections.add(now) > cfg.block_after:
                 self.blocked_until = now + cfg.block_seconds
                 return Reply(403, CLOUDFLARE_BLOCK)
-            return Reply(429, ApiError(429, "Request over limit").body, {**full.headers(now), **self._daily_headers()})
+            return Reply(429, ApiError(429, "Request over limit").body, self._limit_headers(full, now))
         for w in windows:
             w.add(now)
         self.spent += cost
@@ -720,7 +797,10 @@ class Account:
 
     def _patch_item(self, coll: Collection, target: int, _query, body: Any) -> tuple[Any, Any]:
         record = self._find(coll, target)
-        updated = self._merge(coll, record, check_body(body, coll.schema))
+        check_body(body, coll.schema)
+        if record.get("is_archived") and body != {"is_archived": False}:
+            raise ApiError(403, "Archived deals cannot be edited. Unarchive the deal first.")
+        updated = self._merge(coll, record, body)
         coll.records[target] = updated
         coll.indexed_at[target] = time.monotonic()
         return coll.serialise(updated), None
@@ -754,17 +834,56 @@ class Account:
             self._check_custom(coll, code, value)
             custom[code] = value
         merged = {**record, **{k: v for k, v in body.items() if k != "custom_fields"}, "custom_fields": custom}
-        if "name" in body:
+        if "name" in body and coll.name == "persons":
             first, _, last = body["name"].strip().partition(" ")
             merged.update(first_name=first, last_name=last or None)
-        if body.get("person_id") is not None:
-            person = self.collections["persons"].records.get(merged["person_id"])
-            if person is None or person["is_deleted"]:
-                raise ApiError(400, f"Person with id {merged['person_id']} was not found")
+        for key in ("emails", "phones"):
+            if key in body:
+                merged[key] = _contacts(body[key])
+        self._check_references(merged, body)
         if coll.name == "deals":
+            self._place_in_pipeline(merged, body)
             self._check_status_rules(merged, body)
+            self._set_times(record, merged, body)
         merged["update_time"] = _now()
         return merged
+
+    def _check_references(self, merged: dict[str, Any], body: dict[str, Any]) -> None:
+        """Ids in the body must name what exists: person, organization, owner, pipeline, stage (else 400)."""
+        exists = {
+            "person_id": ("Person", lambda i: self._alive("persons", i)),
+            "org_id": ("Organization", lambda i: self._alive("organizations", i)),
+            "owner_id": ("User", lambda i: i in self.users),
+            "pipeline_id": ("Pipeline", lambda i: i in self.pipelines),
+            "stage_id": ("Stage", lambda i: i in self.stages),
+        }
+        for key, (what, found) in exists.items():
+            if body.get(key) is not None and not found(merged[key]):
+                raise ApiError(400, f"{what} with id {merged[key]} was not found")
+
+    def _alive(self, name: str, record_id: int) -> bool:
+        record = self.collections[name].records.get(record_id)
+        return record is not None and not record["is_deleted"]
+
+    def _place_in_pipeline(self, deal: dict[str, Any], body: dict[str, Any]) -> None:
+        """A stage sets its pipeline (a pipeline_id beside it is ignored); a pipeline alone, its first stage."""
+        if body.get("stage_id") is not None:
+            deal["pipeline_id"] = self.stages[deal["stage_id"]][0]
+        elif body.get("pipeline_id") is not None and self.stages[deal["stage_id"]][0] != deal["pipeline_id"]:
+            deal["stage_id"] = min(s for s, (p, _) in self.stages.items() if p == deal["pipeline_id"])
+
+    @staticmethod
+    def _set_times(before: dict[str, Any], deal: dict[str, Any], body: dict[str, Any]) -> None:
+        """What Pipedrive sets itself: won/lost/close times when the status changes, the archive time."""
+        now = _now()
+        if "status" in body and body["status"] != before.get("status"):
+            won, lost = deal["status"] == "won", deal["status"] == "lost"
+            deal.update(won_time=now if won else None, lost_time=now if lost else None)
+            deal.update(close_time=now if won or lost else None)
+            if not lost:
+                deal["lost_reason"] = None
+        if "is_archived" in body and "archive_time" not in body:
+            deal["archive_time"] = now if body["is_archived"] else None
 
     @staticmethod
     def _check_status_rules(deal: dict[str, Any], body: dict[str, Any]) -> None:
@@ -773,14 +892,22 @@ class Account:
             if body.get(key) is not None and deal["status"] not in statuses:
                 raise _invalid(f"{key}: Parameter '{key}' is only allowed when status is {' or '.join(statuses)}")
 
-    @staticmethod
-    def _check_custom(coll: Collection, code: str, value: Any) -> None:
+    def _check_custom(self, coll: Collection, code: str, value: Any) -> None:
         field_type = coll.custom_codes().get(code)
         if field_type is None:
             raise _invalid(f"custom_fields.{code}: unknown custom field '{code}'")
         check, expected = CUSTOM_VALUES.get(field_type, TEXT_VALUE)
         if value is not None and not check(value):
             raise _invalid(f"custom_fields.{code}: the value must be {expected}")
+        if field_type in ("enum", "set") and value is not None:
+            options = {o["id"] for f in coll.fields if f["field_code"] == code for o in f["options"] or []}
+            unknown = [v for v in (value if field_type == "set" else [value]) if v not in options]
+            if unknown:
+                raise _invalid(f"custom_fields.{code}: option {unknown[0]} does not exist")
+        if field_type in ("org", "people", "user") and value is not None:
+            found = self._alive("organizations" if field_type == "org" else "persons", value)
+            if not (value in self.users if field_type == "user" else found):
+                raise ApiError(400, f"custom_fields.{code}: no {field_type} with id {value}")
 
     def _get_fields(self, coll: Collection, _target, query: dict, _body) -> tuple[Any, Any]:
         limit = self._limit(query)
@@ -794,11 +921,15 @@ class Account:
         return dict(self._create_field(coll, body)), None
 
     def _create_field(self, coll: Collection, body: dict[str, Any]) -> dict[str, Any]:
+        options = None
+        if body.get("options") is not None:
+            options = [{"id": self.next_option + n, "label": o["label"]} for n, o in enumerate(body["options"])]
+            self.next_option += len(options)
         new = {
             "field_name": body["field_name"],
             "field_code": secrets.token_hex(20),
             "field_type": body["field_type"],
-            "options": body.get("options"),
+            "options": options,
             "description": body.get("description"),
             "is_custom_field": True,
         }
@@ -880,6 +1011,14 @@ class Account:
             "is_archived": record["is_archived"],
             **common,
         }
+
+
+def _contacts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """E-mails or phones as Pipedrive keeps them: label `work` unless given, exactly one primary (the first)."""
+    stored = [{"value": c["value"], "primary": c.get("primary", False), "label": c.get("label", "work")} for c in items]
+    if stored and not any(c["primary"] for c in stored):
+        stored[0]["primary"] = True
+    return stored
 
 
 def _search_text(value: Any) -> str:

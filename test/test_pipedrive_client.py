@@ -82,12 +82,38 @@ def test_the_budget_books_requests_in_flight_and_stops_before_it_runs_out():
     budget.release(10, remaining=17)
     for _ in range(3):
         budget.reserve(5)
-    with pytest.raises(SyncStopped, match="17 tokens left, 15 of them booked"):
+    with pytest.raises(SyncStopped, match="17 tokens left as Pipedrive reports it, 15 of them booked"):
         budget.reserve(5)
     budget.release(5, remaining=7)
     budget.release(5, remaining=12)  # an older answer arriving late does not raise the figure
     assert budget.remaining == 7
     assert budget.used == 27 - 7
+
+
+def test_without_the_header_the_budget_counts_documented_costs_against_the_setting():
+    budget = DailyBudget(limit=30)
+    for cost in (10, 10, 5):
+        budget.reserve(cost)
+        budget.release(cost, remaining=None)
+    budget.reserve(1)
+    budget.release(1, remaining=None, sent=False)  # refused (401/403/429): it cost nothing
+    assert budget.used == 25
+    with pytest.raises(SyncStopped, match="5 tokens left of PIPEDRIVE_DAILY_BUDGET=30, counted by documented costs"):
+        budget.reserve(10)
+    budget.reserve(5)
+    budget.release(5, remaining=100)  # once the header comes, it rules
+    budget.reserve(50)
+
+
+def test_a_429_without_any_header_waits_one_window_then_stops(client_for, monkeypatch):
+    monkeypatch.setattr("processor.pipedrive.client.BURST_WINDOW", 0.2)
+    fake, client = client_for(rate_headers=False, daily_headers=False, daily_budget=10)
+    fake.spend(10)
+    started = time.monotonic()
+    with pytest.raises(SyncStopped, match="429 again after a full burst window"):
+        client.get("/api/v2/persons")
+    assert time.monotonic() - started >= 0.2
+    assert [r.status for r in fake.requests()] == [429, 429]
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ def test_cursor_pages_cover_everything_once_and_limit_is_500(api):
     assert session.get(fake.url + "/api/v2/persons", params={"limit": 501}).status_code == 400
 
 
-def test_archived_deals_are_listed_apart_in_cursor_pages_at_20_tokens_and_stay_writable(api):
+def test_archived_deals_are_listed_apart_in_cursor_pages_at_20_tokens(api):
     fake, session = api(daily_budget=1000)
     code = fake.add_field("deals", "order_id")
     ids = [fake.seed("deals", {"title": f"D {n}", "custom_fields": {code: str(n)}})["id"] for n in range(6)]
@@ -144,10 +144,29 @@ def test_archived_deals_are_listed_apart_in_cursor_pages_at_20_tokens_and_stay_w
     assert answer.headers["x-daily-ratelimit-token-remaining"] == str(1000 - 10 - 3 * 20)
     assert session.get(fake.url + "/api/v2/deals/archived", params={"limit": 501}).status_code == 400
     assert session.get(fake.url + "/api/v2/persons/archived").status_code == 404
-    patched = session.patch(f"{fake.url}/api/v2/deals/{ids[1]}", json={"value": 12.5})
-    assert patched.status_code == 200
-    assert [(d["value"], d["is_archived"]) for d in fake.deals() if d["id"] == ids[1]] == [(12.5, True)]
     assert len(fake.deals()) == 6
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"value": 12.5}, {"is_archived": False, "value": 12.5}, {"is_archived": True}, {}],
+    ids=["a-value", "unarchive-and-a-value", "archive-again", "nothing"],
+)
+def test_an_archived_deal_refuses_every_patch_but_one_that_only_unarchives(api, body):
+    fake, session = api()
+    deal = fake.seed("deals", {"title": "Kept", "value": 5})
+    fake.archive_deal(deal["id"])
+    url = f"{fake.url}/api/v2/deals/{deal['id']}"
+    refused = session.patch(url, json=body)
+    assert refused.status_code == 403
+    assert refused.json()["success"] is False and "Archived deals cannot be edited" in refused.json()["error"]
+    assert [(d["value"], d["is_archived"]) for d in fake.deals()] == [(5, True)]
+    assert session.patch(url, json={"is_archived": False}).status_code == 200
+    assert session.patch(url, json={"value": 12.5}).status_code == 200
+    assert [(d["value"], d["is_archived"], d["archive_time"]) for d in fake.deals()] == [(12.5, False, None)]
+    assert session.patch(url, json={"is_archived": True}).status_code == 200  # archiving an open deal is an edit
+    assert fake.deals()[0]["is_archived"] and fake.deals()[0]["archive_time"]
+    assert session.delete(url).status_code == 200  # deleting is not editing
 
 
 def test_custom_fields_param_and_updated_since_filter_the_list(api):
@@ -249,3 +268,75 @@ def test_latency_is_added_to_every_request(api):
     started = time.monotonic()
     session.get(fake.url + "/api/v2/persons")
     assert time.monotonic() - started >= 0.2
+
+
+def test_enum_and_set_fields_have_option_ids_and_take_only_those(api):
+    fake, session = api()
+    created = session.post(
+        fake.url + "/api/v2/dealFields",
+        json={"field_name": "Channel", "field_type": "enum", "options": [{"label": "Shop"}, {"label": "Phone"}]},
+    ).json()["data"]
+    options = {o["label"]: o["id"] for o in created["options"]}
+    assert set(options) == {"Shop", "Phone"} and all(isinstance(i, int) for i in options.values())
+    tags = fake.add_field("deals", "Tags", "set", ["a", "b"])
+    code = created["field_code"]
+    wrong = [
+        ({code: "Shop"}, "must be an integer"),
+        ({code: 9999}, "option 9999 does not exist"),
+        ({tags: [fake.option_id(tags, "a"), 9999]}, "option 9999 does not exist"),
+        ({tags: []}, "non-empty array"),
+    ]
+    for custom, message in wrong:
+        answer = session.post(fake.url + "/api/v2/deals", json={"title": "t", "custom_fields": custom})
+        assert answer.status_code == 400 and message in answer.json()["error"], custom
+    good = {code: options["Phone"], tags: [fake.option_id(tags, "b")]}
+    assert session.post(fake.url + "/api/v2/deals", json={"title": "t", "custom_fields": good}).status_code == 200
+    assert fake.deals()[0]["custom_fields"] == good
+
+
+def test_ids_must_name_a_person_organization_owner_pipeline_or_stage_that_exists(api):
+    fake, session = api()
+    org = fake.seed("organizations", {"name": "Acme"})
+    owner = fake.add_user("Sam Seller", "sam@example.com")
+    pipeline, (first, won) = fake.add_pipeline("Renewals", ["New", "Won"])
+    for key, missing in [("org_id", 999), ("owner_id", 999), ("pipeline_id", 999), ("stage_id", 999)]:
+        answer = session.post(fake.url + "/api/v2/deals", json={"title": "t", key: missing})
+        assert answer.status_code == 400 and "was not found" in answer.json()["error"], key
+    body = {"title": "t", "org_id": org["id"], "owner_id": owner, "stage_id": won, "pipeline_id": 1}
+    deal = session.post(fake.url + "/api/v2/deals", json=body).json()["data"]
+    assert (deal["org_id"], deal["owner_id"], deal["pipeline_id"], deal["stage_id"]) == (
+        org["id"],
+        owner,
+        pipeline,
+        won,
+    )
+    moved = session.patch(f"{fake.url}/api/v2/deals/{deal['id']}", json={"pipeline_id": 1}).json()["data"]
+    assert (moved["pipeline_id"], moved["stage_id"]) == (1, 1)  # a pipeline alone: its first stage
+    assert session.get(fake.url + "/api/v2/organizations").json()["data"][0]["name"] == "Acme"
+    assert first == won - 1
+
+
+def test_status_sets_the_close_times_and_contacts_get_a_primary(api):
+    fake, session = api()
+    deal = session.post(fake.url + "/api/v2/deals", json={"title": "t", "status": "won"}).json()["data"]
+    assert deal["won_time"] and deal["close_time"] and deal["lost_time"] is None
+    url = f"{fake.url}/api/v2/deals/{deal['id']}"
+    reopened = session.patch(url, json={"status": "open"}).json()["data"]
+    assert (reopened["won_time"], reopened["close_time"]) == (None, None)
+    person = session.post(
+        fake.url + "/api/v2/persons", json={"name": "P", "emails": [{"value": "a@x.org"}, {"value": "b@x.org"}]}
+    ).json()["data"]
+    assert person["emails"] == [
+        {"value": "a@x.org", "primary": True, "label": "work"},
+        {"value": "b@x.org", "primary": False, "label": "work"},
+    ]
+
+
+def test_an_account_may_send_no_rate_limit_headers_at_all(api):
+    fake, session = api(daily_budget=25, rate_headers=False, daily_headers=False)
+    first = session.get(fake.url + "/api/v2/deals")
+    assert first.status_code == 200
+    assert not [name for name in first.headers if name.lower().startswith(("x-ratelimit", "x-daily"))]
+    session.get(fake.url + "/api/v2/deals")
+    spent = session.get(fake.url + "/api/v2/deals")
+    assert spent.status_code == 429 and "x-daily-ratelimit-token-remaining" not in spent.headers

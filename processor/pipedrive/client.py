@@ -1,10 +1,12 @@
 """HTTP to Pipedrive: sessions, the shared rate limiter, the daily token budget, and every retry.
 
-    PipedriveClient.get / iter_items / post / patch
+    PipedriveClient.get / iter_items / post / patch / delete
         -> one attempt: budget.reserve -> limiter.acquire -> session.request (timeout) -> observe headers
         -> retries, in this module only:
            429 burst         wait x-ratelimit-reset (+ jitter) for everyone, then again; capped
            429 daily         SyncStopped (the budget is spent until it resets)
+           429, no headers   wait one burst window; a second such 429 for the same request is the
+                             daily limit (a burst window has passed), so SyncStopped
            5xx, 524, network bounded exponential backoff with jitter; a POST first asks `recover`
                              whether the lost attempt was committed (again one timeout later when
                              the server may still be working), and returns that record if so
@@ -127,42 +129,58 @@ class RateLimiter:
 
 
 class DailyBudget:
-    """The daily token budget as the headers report it, minus what requests in flight may still cost.
+    """The daily token budget, minus what requests in flight may still cost.
 
-    Answers can overtake each other, so the lowest figure seen is the freshest, and every request
-    in flight is booked in full: the budget may stop a few tokens early, never late. (A run that
-    crosses the reset keeps the lower figure; the next run starts afresh.)
+    While Pipedrive sends `x-daily-ratelimit-token-remaining`, that figure rules: answers can
+    overtake each other, so the lowest figure seen is the freshest. Without it (the header is
+    undocumented and sometimes missing), the budget is `limit` (PIPEDRIVE_DAILY_BUDGET) minus the
+    documented cost of every request this run sent. Either way every request in flight is booked
+    in full: the budget may stop a few tokens early, never late. (A run that crosses the reset
+    keeps the lower figure; the next run starts afresh.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self._lock = threading.Lock()
+        self.limit = limit
         self.remaining: int | None = None
+        self.spent = 0  # the documented cost of every request sent by this run
         self._booked = 0
         self._high: int | None = None
 
     def reserve(self, cost: int) -> None:
         """Book a request's cost; raises SyncStopped when the budget left will not cover it."""
         with self._lock:
-            if self.remaining is not None and self.remaining - self._booked < cost:
+            left, source = self._left()
+            if left is not None and left - self._booked < cost:
                 raise SyncStopped(
-                    f"the daily Pipedrive token budget is spent ({self.remaining} tokens left, {self._booked} of them "
+                    f"the daily Pipedrive token budget is spent ({left} tokens left {source}, {self._booked} of them "
                     f"booked by requests in flight, the next request needs {cost}); run again after it resets",
                     status=429,
                 )
             self._booked += cost
 
-    def release(self, cost: int, remaining: int | None) -> None:
-        """A request is answered (or failed): drop its booking, and learn what the server says is left."""
+    def _left(self) -> tuple[int | None, str]:
+        if self.remaining is not None:
+            return self.remaining, "as Pipedrive reports it"
+        if self.limit is not None:
+            return self.limit - self.spent, f"of PIPEDRIVE_DAILY_BUDGET={self.limit}, counted by documented costs"
+        return None, ""
+
+    def release(self, cost: int, remaining: int | None, *, sent: bool = True) -> None:
+        """A request is answered (or failed): drop its booking, count it if it went out, learn what is left."""
         with self._lock:
             self._booked -= cost
+            self.spent += cost if sent else 0
             if remaining is not None:
                 self.remaining = remaining if self.remaining is None else min(self.remaining, remaining)
                 self._high = max(self._high or 0, remaining + cost)
 
     @property
-    def used(self) -> int | None:
-        """Tokens the account spent while we ran, from the headers (None when they never came)."""
-        return None if self._high is None or self.remaining is None else self._high - self.remaining
+    def used(self) -> int:
+        """Tokens the account spent while we ran: from the headers when they came, else our own count."""
+        if self._high is None or self.remaining is None:
+            return self.spent
+        return self._high - self.remaining
 
 
 @dataclass
@@ -174,8 +192,11 @@ class ClientStats:
 
 
 class _RateLimited(Exception):
-    def __init__(self, wait: float):
+    """A 429 to wait out; `unsure` when no header said whether it was the burst or the daily limit."""
+
+    def __init__(self, wait: float, *, unsure: bool = False):
         self.wait = wait
+        self.unsure = unsure
 
 
 class _Transient(Exception):
@@ -205,7 +226,7 @@ class PipedriveClient:
         self.max_retries = settings.pipedrive_max_retries
         self.policy = policy or RetryPolicy()
         self.limiters = {"general": limiter or RateLimiter(), "search": RateLimiter(limit=10)}
-        self.budget = DailyBudget()
+        self.budget = DailyBudget(settings.pipedrive_daily_budget)
         self.stats = ClientStats(Counter())
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -242,6 +263,10 @@ class PipedriveClient:
         """Update (idempotent, so plainly retried); raises SyncError / SyncStopped."""
         return self._call("PATCH", path, body=body)
 
+    def delete(self, path: str) -> dict[str, Any]:
+        """Delete (idempotent: a second DELETE of a deleted record is a 404); raises SyncError / SyncStopped."""
+        return self._call("DELETE", path)
+
     def server_time(self) -> datetime:
         """Pipedrive's clock (UTC), from the `Date` headers seen so far."""
         return datetime.now(UTC) + self._clock_offset
@@ -256,12 +281,19 @@ class PipedriveClient:
     # ------------------------------------------------------------------ retries (the only place)
 
     def _call(self, method: str, path: str, *, params=None, body=None, recover=None) -> dict[str, Any]:
-        failures = waits = 0
+        failures = waits = unsure = 0
         while True:
             try:
                 return self._attempt(method, path, params, body)
             except _RateLimited as limited:
                 waits += 1
+                unsure += limited.unsure
+                if unsure > 1:  # a whole burst window has passed since the first one: it is the day's budget
+                    raise SyncStopped(
+                        "Pipedrive answered 429 again after a full burst window, without rate-limit headers: "
+                        "the daily token budget is spent; run again after it resets",
+                        status=429,
+                    ) from None
                 if waits > MAX_RATE_LIMIT_WAITS:
                     raise SyncStopped(
                         f"still rate-limited after {MAX_RATE_LIMIT_WAITS} waits on {method} {path}; "
@@ -308,16 +340,18 @@ class PipedriveClient:
     def _attempt(self, method: str, path: str, params, body) -> dict[str, Any]:
         cost = token_cost(method, path)
         self.budget.reserve(cost)
-        remaining = None
+        remaining, sent = None, False
         try:
             sent_at = self._acquire(path)
             with self._lock:
                 self.stats.requests[method] += 1
+            sent = True
             response = self._send(method, path, params, body)
             log.debug("%s %s -> %d", method, path, response.status_code)
             remaining = _int_header(response, "x-daily-ratelimit-token-remaining")
+            sent = response.status_code not in (401, 403, 429)  # refused before it cost anything
         finally:
-            self.budget.release(cost, remaining)
+            self.budget.release(cost, remaining, sent=sent)
         self._observe(response, path, sent_at)
         return self._result(response, method, path, cost)
 
@@ -381,14 +415,16 @@ class PipedriveClient:
         daily_left = _int_header(response, "x-daily-ratelimit-token-remaining")
         burst_left = _int_header(response, "x-ratelimit-remaining")
         if (daily_left is not None and daily_left < cost) or (daily_left is None and (burst_left or 0) >= 1):
+            left = "" if daily_left is None else f" ({daily_left} tokens left)"
             raise SyncStopped(
-                f"the daily Pipedrive token budget is spent ({daily_left} tokens left); run again after it resets",
+                f"the daily Pipedrive token budget is spent{left}; run again after it resets",
                 status=429,
             )
+        unsure = daily_left is None and burst_left is None  # no header says which limit this is
         reset = _float_header(response, "x-ratelimit-reset") or _float_header(response, "Retry-After") or BURST_WINDOW
-        wait = reset + random.uniform(0, BURST_WINDOW / 4)
-        log.info("Pipedrive said 429 (burst limit); every worker waits %.1f s", wait)
-        raise _RateLimited(wait)
+        wait = max(reset, BURST_WINDOW if unsure else 0) + random.uniform(0, BURST_WINDOW / 4)
+        log.info("Pipedrive said 429 (%s); every worker waits %.1f s", "no headers" if unsure else "burst limit", wait)
+        raise _RateLimited(wait, unsure=unsure)
 
     def _reason(self, response: requests.Response) -> str:
         try:

@@ -1,21 +1,39 @@
-"""Deals-view rows to Pipedrive payloads, and Pipedrive items back to comparable records (pure).
+"""Deals-view rows to wanted records, Pipedrive items to held records, and request bodies (pure).
 
-Keys are our ids as text ("42"): the customer id on persons, the order id on deals, each held in
-a custom field found by name. Money is compared the way Pipedrive keeps it: the deal `value` is a
-JSON number, which we send rounded half-up to cents; what comes back is rounded the same way
-before comparing, so 2401.2 (float), Decimal("2401.20") and "2401.2" are one value.
+A key is the exact text of the view's value: `007` and `7` are two customers, `SO-1001` an order
+like any other; numbers a database returns become their plain text (7 -> "7", Decimal("7.50") ->
+"7.50"). Keys live in a custom field found by name: a text field (ours are created so), or a
+numeric one made by hand, which can only hold keys that are whole numbers written plainly.
+
+Which fields a record carries, and how each value compares with what Pipedrive stores, comes from
+the resolved field map (fieldmap.py): money is rounded half-up to cents on both sides, dates are
+YYYY-MM-DD, enum labels become option ids, so a re-run on unchanged data finds nothing to send.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-CENT = Decimal("0.01")
-NUMERIC_FIELD_TYPES = frozenset({"double", "int"})
-KEY_FIELD_TYPE = "varchar"  # searchable, exact, and never turns 42 into 42.0
+from .fieldmap import Target, Targets, money, number_of, text_of, value_text
+
+__all__ = ["money", "number_of", "text_of"]
+
+NUMERIC_FIELD_TYPES = frozenset({"double", "int", "monetary"})
+KEY_FIELD_TYPE = "varchar"  # exact text, searchable, and never turns 42 into 42.0
+PERSON_LINK = "person_id"  # the deal's person, in changes: the person's key (wanted) or id (held)
+
+
+def key_of(value: Any) -> str | None:
+    """A view value as key text, exactly as written ('007' stays '007'); None when empty; raises ValueError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"{value!r} is not a key")
+    return value_text(value)
 
 
 @dataclass(frozen=True)
@@ -25,180 +43,166 @@ class KeyField:
     code: str
     field_type: str = KEY_FIELD_TYPE
 
+    @property
+    def numeric(self) -> bool:
+        return self.field_type in NUMERIC_FIELD_TYPES
+
     def encode(self, key: str) -> str | int:
-        """The key as this field's type wants it (a number for numeric fields, else text)."""
-        return int(key) if self.field_type in NUMERIC_FIELD_TYPES else key
+        """The key as this field stores it; raises ValueError when a numeric field cannot hold it exactly."""
+        if not self.numeric:
+            return key
+        if not key.isdigit() or str(int(key)) != key:
+            raise ValueError(
+                f"the key field is a numeric ({self.field_type}) field, which cannot hold the key {key!r} "
+                "as written; change its type to text in Pipedrive"
+            )
+        return int(key)
 
     def read(self, item: Mapping[str, Any]) -> str | None:
-        """The key stored on a Pipedrive item, or None when it has none (or not a whole number)."""
-        try:
-            return key_of((item.get("custom_fields") or {}).get(self.code))
-        except ValueError:
+        """The key stored on a Pipedrive item, as text; None when it has none."""
+        stored = (item.get("custom_fields") or {}).get(self.code)
+        if stored is None or isinstance(stored, bool) or (isinstance(stored, str) and not stored.strip()):
             return None
+        if self.numeric and isinstance(stored, int | float):
+            number = number_of(stored, "a key") if math.isfinite(stored) else None
+            if number is None or number != number.to_integral_value():
+                return None
+            return str(int(number))
+        return stored if isinstance(stored, str) else value_text(stored)
 
 
 @dataclass(frozen=True)
-class PersonWant:
-    """A person as the view wants it."""
+class Want:
+    """A record as the view wants it: its key, its fields (target -> value), and a deal's person key."""
 
     key: str
-    name: str
+    fields: dict[str, Any]
+    person_key: str | None = None
 
 
 @dataclass(frozen=True)
-class DealWant:
-    """A deal as the view wants it; `person_key` is the customer's key (None: no person)."""
-
-    key: str
-    title: str
-    value: Decimal
-    currency: str
-    person_key: str | None
-
-
-@dataclass(frozen=True)
-class PersonHave:
-    """A person as Pipedrive holds it."""
+class Held:
+    """A record as Pipedrive holds it; `archived` when a salesperson archived the deal (still ours)."""
 
     id: int
     key: str | None
-    name: str
-
-
-@dataclass(frozen=True)
-class DealHave:
-    """A deal as Pipedrive holds it; `archived` when a salesperson archived it (it is ours all the same)."""
-
-    id: int
-    key: str | None
-    title: str
-    value: Decimal
-    currency: str
-    person_id: int | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    person_id: int | None = None
     archived: bool = False
 
 
 @dataclass(frozen=True)
 class RowProblem:
-    """A view row we cannot sync, with the reason."""
+    """A record we cannot sync, with the reason."""
 
+    entity: str
     key: str
     reason: str
 
 
 @dataclass
 class Wanted:
-    """Everything the view wants in Pipedrive, keyed by our ids, and the rows we had to skip."""
+    """Everything the view wants in Pipedrive, keyed by our keys, and the records we had to skip.
 
-    persons: dict[str, PersonWant] = field(default_factory=dict)
-    deals: dict[str, DealWant] = field(default_factory=dict)
+    `in_view` holds every key the view has, a skipped record's too: a record with a bad value is
+    still in the view, and must never look like one that left it.
+    """
+
+    persons: dict[str, Want] = field(default_factory=dict)
+    deals: dict[str, Want] = field(default_factory=dict)
     problems: list[RowProblem] = field(default_factory=list)
+    in_view: dict[str, set[str]] = field(default_factory=lambda: {"deal": set(), "person": set()})
 
 
-def _number(value: Any, what: str) -> Decimal:
-    """A finite Decimal from Decimal, int, float or text; raises ValueError saying it is not `what`."""
-    try:
-        number = None if isinstance(value, bool) else Decimal(str(value).strip())
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite():
-        raise ValueError(f"{value!r} is not {what}")
-    return number
+def _fields(targets: Iterable[Target], row: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """Each target's value for one row (an empty value of a field that cannot be cleared is left out)."""
+    out = {}
+    for target in targets:
+        try:
+            value = target.value(row, key)
+        except ValueError as exc:
+            raise ValueError(f"{target.entry.label}: {exc}") from None
+        if value is not None or target.kind.nullable:
+            out[target.name] = value
+    return out
 
 
-def key_of(value: Any) -> str | None:
-    """An id as key text: 42, 42.0, Decimal('42') and ' 42 ' give '42'; raises ValueError otherwise."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    number = _number(value, "an id")
-    if number != number.to_integral_value():
-        raise ValueError(f"{value!r} is not a whole number")
-    return str(int(number))
-
-
-def money(value: Any) -> Decimal:
-    """An amount rounded half-up to cents, from Decimal, float, int or text (None is 0); raises ValueError."""
-    if value is None:
-        return Decimal("0.00")
-    return _number(value, "an amount").quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else " ".join(str(value).split())
-
-
-def person_from_row(row: Mapping[str, Any], key: str) -> PersonWant:
-    """The customer's person: name 'FirstName LastName' (or 'Customer <id>' when the view has no name)."""
-    name = " ".join(part for part in (_text(row.get("first_name")), _text(row.get("last_name"))) if part)
-    return PersonWant(key=key, name=name or f"Customer {key}")
-
-
-def deal_from_row(row: Mapping[str, Any], key: str, default_currency: str) -> DealWant:
-    """The order's deal: the view's title, value and currency; raises ValueError for a bad amount."""
-    person_key = key_of(row.get("customer_id"))
-    title = _text(row.get("title")) or f"Order {key}"
-    currency = _text(row.get("currency")).upper() or default_currency.upper()
-    return DealWant(key=key, title=title, value=money(row.get("value")), currency=currency, person_key=person_key)
-
-
-def wanted_from_rows(rows: Iterable[Mapping[str, Any]], default_currency: str) -> Wanted:
-    """Persons and deals the view wants; bad or repeated rows become problems (the first row of an id wins)."""
+def wanted_from_rows(rows: Iterable[Mapping[str, Any]], targets: Targets) -> Wanted:
+    """Persons and deals the view wants; bad or repeated rows become problems (the first row of a key wins)."""
     wanted = Wanted()
+    bad_persons: set[str] = set()
     for row in rows:
         try:
             key = key_of(row.get("order_id"))
             if key is None:
                 raise ValueError("the row has no order_id")
-            if key in wanted.deals:
+            if key in wanted.in_view["deal"]:
                 raise ValueError("order_id appears more than once in the view")
-            deal = deal_from_row(row, key, default_currency)
+            wanted.in_view["deal"].add(key)
+            person_key = key_of(row.get("customer_id"))
+            if person_key is not None:
+                wanted.in_view["person"].add(person_key)
+            deal = Want(key, _fields(targets.deal, row, key), person_key)
         except ValueError as exc:
-            wanted.problems.append(RowProblem(key=str(row.get("order_id")), reason=str(exc)))
+            wanted.problems.append(RowProblem("deal", value_text(row.get("order_id")), str(exc)))
             continue
         wanted.deals[key] = deal
-        if deal.person_key is not None and deal.person_key not in wanted.persons:
-            wanted.persons[deal.person_key] = person_from_row(row, deal.person_key)
+        if person_key is None or person_key in wanted.persons or person_key in bad_persons:
+            continue
+        try:
+            wanted.persons[person_key] = Want(person_key, _fields(targets.person, row, person_key))
+        except ValueError as exc:
+            bad_persons.add(person_key)
+            wanted.problems.append(RowProblem("person", person_key, str(exc)))
     return wanted
 
 
-def person_have(item: Mapping[str, Any], key_field: KeyField) -> PersonHave:
-    """A listed Pipedrive person as a comparable record."""
-    return PersonHave(id=int(item["id"]), key=key_field.read(item), name=_text(item.get("name")))
-
-
-def deal_have(item: Mapping[str, Any], key_field: KeyField, archived: bool = False) -> DealHave:
-    """A listed Pipedrive deal as a comparable record; `archived` when it came from the archived list."""
-    person_id = item.get("person_id")
-    return DealHave(
+def held_from_item(item: Mapping[str, Any], key_field: KeyField, targets: Iterable[Target], archived=False) -> Held:
+    """A listed Pipedrive person or deal as a comparable record; `archived` when it came from the archived list."""
+    person_id = item.get(PERSON_LINK)
+    return Held(
         id=int(item["id"]),
         key=key_field.read(item),
-        title=_text(item.get("title")),
-        value=money(item.get("value")),
-        currency=_text(item.get("currency")).upper(),
-        person_id=int(person_id) if person_id is not None else None,
+        fields={target.name: target.read(item) for target in targets},
+        person_id=int(person_id) if isinstance(person_id, int | float) else None,
         archived=archived or item.get("is_archived") is True,
     )
 
 
-def person_payload(want: PersonWant, key_field: KeyField) -> dict[str, Any]:
-    """The body of POST /api/v2/persons."""
-    return {"name": want.name, "custom_fields": {key_field.code: key_field.encode(want.key)}}
-
-
-def deal_payload(want: DealWant, person_id: int | None, key_field: KeyField) -> dict[str, Any]:
-    """The body of POST /api/v2/deals (no person_id when the order has no customer)."""
-    body = {"title": want.title, "value": float(want.value), "currency": want.currency}
+def create_body(want: Want, targets: Iterable[Target], key_field: KeyField, person_id: int | None) -> dict[str, Any]:
+    """The body of a POST: every field the view gives, the key, and a deal's person (when it has one)."""
+    body = fields_body(want.fields, targets, skip_empty=True)
     if person_id is not None:
-        body["person_id"] = person_id
-    body["custom_fields"] = {key_field.code: key_field.encode(want.key)}
+        body[PERSON_LINK] = person_id
+    body.setdefault("custom_fields", {})[key_field.code] = key_field.encode(want.key)
     return body
 
 
-def changes_payload(changes: Mapping[str, Any], person_id: int | None = None) -> dict[str, Any]:
-    """The body of a PATCH: the changed fields, `person_key` replaced by the person's id."""
-    body = {name: value for name, value in changes.items() if name != "person_key"}
-    if "value" in body:
-        body["value"] = float(body["value"])
-    if "person_key" in changes:
-        body["person_id"] = person_id
+def fields_body(
+    values: Mapping[str, Any], targets: Iterable[Target], *, skip_empty: bool = False, person_id: int | None = None
+) -> dict[str, Any]:
+    """Fields as Pipedrive takes them: built-in ones at the top, custom ones under `custom_fields` by code."""
+    by_name = {target.name: target for target in targets}
+    body: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == PERSON_LINK:
+            body[PERSON_LINK] = person_id
+            continue
+        if value is None and skip_empty:
+            continue
+        target = by_name[name]
+        sent = target.kind.send(value) if value is not None or target.kind.sends_empty else None
+        if target.code:
+            body.setdefault("custom_fields", {})[target.code] = sent
+        else:
+            body[name] = sent
     return body
+
+
+def plain(value: Any) -> Any:
+    """A compared value as plain JSON: Decimal -> '2401.20', tuples -> lists."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    return value

@@ -1,23 +1,24 @@
 """The sync stage: make Pipedrive hold the deals view, safely re-runnable.
 
-    run_sync(settings, engine) -> SyncReport     reads the deals view, then sync_deals
-    sync_deals(settings, rows) -> SyncReport     rows given directly
+    run_sync(settings, engine) -> SyncReport     reads the deals view, syncs, records the run
+    sync_deals(settings, rows) -> SyncReport     rows given directly (nothing recorded)
 
-Steps: find the key custom fields by name (create them when missing) -> list persons, deals and
-archived deals (pages of 500, only our key field) -> plan (pure) -> apply with
-PARALLEL_PROCESS_NUMBER threads, persons first, then deals with their person ids.
+Steps: list the deal and person fields -> check SYNC_FIELD_MAP against them and the view (a bad
+entry stops here, before any write, exit 2) -> find the key custom fields by name (create them
+when missing) -> list persons, deals and archived deals (pages of 500, only our key field and the
+mapped custom fields) -> plan (pure) -> apply with PARALLEL_PROCESS_NUMBER threads: persons, then
+deals with their person ids, then deals and persons that left the view (SYNC_REMOVED).
 
 Nothing is duplicated: the listing maps every key to its Pipedrive id before anything is created
-(archived deals too: Pipedrive lists them apart, and they stay ours and stay archived),
-and a create whose answer was lost is looked up before it is sent again (listing by key among
-the records updated since just before the first attempt; a listing reads what is committed, where
-search may lag). A run stopped by the daily budget, a bad token or Pipedrive's abuse block reports
-what it did and what remains, and exits 6; the next run's listing finds what this one made.
+(archived deals too: Pipedrive lists them apart; they stay ours), and a create whose answer was
+lost is looked up before it is sent again (listing by key among the records updated since just
+before the first attempt; a listing reads what is committed, where search may lag). A run stopped
+by the daily budget, a bad token or Pipedrive's abuse block reports what it did and what remains,
+and exits 6; the next run's listing finds what this one made.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -32,28 +33,32 @@ import sqlalchemy as sa
 
 from ..config import Settings
 from ..db import describe_db_error
-from ..errors import DatabaseError, SyncError, SyncStopped
+from ..errors import DatabaseError, ProcessorError, SyncError, SyncStopped
+from . import history
 from .client import PipedriveClient
+from .fieldmap import Targets, describe_view, resolve
 from .mapping import (
     KEY_FIELD_TYPE,
-    DealWant,
+    PERSON_LINK,
+    Held,
     KeyField,
-    PersonWant,
+    Want,
     Wanted,
-    changes_payload,
-    deal_have,
-    deal_payload,
-    person_have,
-    person_payload,
+    create_body,
+    fields_body,
+    held_from_item,
+    plain,
     wanted_from_rows,
 )
-from .plan import Plan, Update, make_plan
+from .plan import Plan, Policy, Removal, Update, make_plan
+from .report import PAST, Change, EntityCounts, Failure, SyncReport
+
+__all__ = ["Change", "EntityCounts", "Failure", "SyncReport", "read_view", "run_sync", "sync_deals"]
 
 log = logging.getLogger(__name__)
 
-VIEW_COLUMNS = ("order_id", "customer_id", "first_name", "last_name", "title", "value", "currency")  # those we use
+KEY_COLUMN = "order_id"
 RECOVERY_MARGIN = timedelta(seconds=30)  # look back this far (Pipedrive's clock) for a lost create
-MAX_FAILURE_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -68,131 +73,57 @@ DEALS = _Entity("deal", "/api/v2/deals", "/api/v2/dealFields")
 ARCHIVED_DEALS = _Entity("deal", "/api/v2/deals/archived", "/api/v2/dealFields")  # not in the deals list
 
 
-@dataclass
-class EntityCounts:
-    """Outcomes for one kind of record."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failed: int = 0
-
-    def describe(self, dry_run: bool) -> str:
-        """'3 created, 1 updated, 5 unchanged, 0 failed' (or what a dry run would do)."""
-        if dry_run:
-            return f"would create {self.created}, update {self.updated}, leave {self.unchanged} unchanged"
-        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, {self.failed} failed"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One record that could not be synced, with Pipedrive's (or our) reason."""
-
-    entity: str
-    key: str
-    reason: str
-
-
-@dataclass
-class SyncReport:
-    """What a sync did; `exit_code` is 0 (all synced), 1 (some records failed) or 6 (stopped early)."""
-
-    persons: EntityCounts = field(default_factory=EntityCounts)
-    deals: EntityCounts = field(default_factory=EntityCounts)
-    deals_not_in_view: int = 0
-    deals_archived: int = 0
-    duplicates: int = 0
-    requests: dict[str, int] = field(default_factory=dict)
-    rate_limited: int = 0
-    tokens_used: int | None = None
-    elapsed: float = 0.0
-    failures: list[Failure] = field(default_factory=list)
-    stopped: str | None = None
-    planned: int | None = None
-    done: int = 0
-    remaining: int = 0
-    dry_run: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        """6 when the run stopped early, 1 when some record failed, else 0."""
-        if self.stopped:
-            return SyncStopped.exit_code
-        return 1 if self.failures else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as plain data (for SUMMARY_JSON)."""
-        return {**dataclasses.asdict(self), "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
-
-    def lines(self) -> list[str]:
-        """The report as short human lines."""
-        out = ["dry run: nothing written"] if self.dry_run else []
-        out.append(f"Pipedrive persons: {self.persons.describe(self.dry_run)}")
-        out.append(f"Pipedrive deals: {self.deals.describe(self.dry_run)}")
-        if self.deals_not_in_view:
-            out.append(f"{self.deals_not_in_view} deals in Pipedrive are not in the view (left alone)")
-        if self.deals_archived:
-            out.append(f"{self.deals_archived} deals of the view are archived in Pipedrive (synced, kept archived)")
-        if self.duplicates:
-            out.append(f"{self.duplicates} keys are held by more than one Pipedrive record (extra copies left alone)")
-        sent = ", ".join(f"{count} {method}" for method, count in sorted(self.requests.items())) or "none"
-        tokens = "unknown" if self.tokens_used is None else str(self.tokens_used)
-        out.append(f"requests: {sent}; {self.rate_limited} answered 429; tokens used: {tokens}; {self.elapsed:.1f} s")
-        out += [f"failed {f.entity} {f.key}: {f.reason}" for f in self.failures[:MAX_FAILURE_LINES]]
-        if len(self.failures) > MAX_FAILURE_LINES:
-            out.append(f"... and {len(self.failures) - MAX_FAILURE_LINES} more failures")
-        if self.stopped:
-            out.append(f"stopped: {self.stopped}")
-            if self.planned is None:
-                out.append("stopped before the plan was made; nothing was written")
-            else:
-                out.append(
-                    f"{self.done} of {self.planned} writes done, {self.remaining} remaining; run again to finish"
-                )
-        return out
-
-
-@dataclass(frozen=True)
-class _Job:
-    entity: str
-    outcome: str
-    key: str
-    send: Callable[[], None]
-
-
 def run_sync(settings: Settings, engine: sa.Engine) -> SyncReport:
-    """Read the deals view and sync it; raises DatabaseError when the view cannot be read, SyncError."""
-    return sync_deals(settings, read_view(engine, settings.deals_view))
+    """Read the deals view, sync it, and record the run (not a dry run) in the destination; raises DatabaseError,
+    ConfigError (a bad SYNC_FIELD_MAP entry, before any write), SyncError."""
+    rows, columns = read_view(engine, settings.deals_view)
+    started = history.now()
+    try:
+        report = sync_deals(settings, rows, columns=columns)
+    except ProcessorError as exc:
+        if not settings.sync_dry_run:
+            history.record_error(engine, settings, started, exc)
+        raise
+    if not settings.sync_dry_run:
+        report.history = history.record(engine, settings, started, report)
+    return report
 
 
-def read_view(engine: sa.Engine, name: str) -> list[dict[str, Any]]:
-    """Every row of the deals view, ordered by order id; raises DatabaseError."""
-    view = sa.table(name, *(sa.column(column) for column in VIEW_COLUMNS))
+def read_view(engine: sa.Engine, name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every row of the deals view (every column: the field map may use any), and its column names;
+    raises DatabaseError."""
+    view = sa.table(name, sa.column(KEY_COLUMN))
     try:
         with engine.connect() as conn:
-            result = conn.execute(sa.select(view).order_by(view.c.order_id))
-            return [dict(row) for row in result.mappings()]
+            result = conn.execute(sa.select(sa.literal_column("*")).select_from(view).order_by(view.c[KEY_COLUMN]))
+            columns = list(result.keys())
+            return [dict(row) for row in result.mappings()], columns
     except sa.exc.DBAPIError as exc:
-        raise DatabaseError(f"cannot read the deals view {name!r}: {describe_db_error(exc, engine.url)}") from None
+        raise DatabaseError(
+            f"cannot read the deals view {name!r}: {describe_db_error(exc, engine.url)} "
+            "(build it with `python index.py transform`)"
+        ) from None
 
 
 def sync_deals(
-    settings: Settings, rows: Iterable[Mapping[str, Any]], *, client: PipedriveClient | None = None
+    settings: Settings,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    client: PipedriveClient | None = None,
+    columns: Iterable[str] | None = None,
 ) -> SyncReport:
-    """Make Pipedrive hold these view rows (a stop is reported, not raised); raises SyncError when it cannot list.
+    """Make Pipedrive hold these view rows (a stop is reported, not raised); raises ConfigError for a bad
+    SYNC_FIELD_MAP (before any write), SyncError when it cannot list.
 
-    `client` (one per run) lets tests and benchmarks choose the retry policy and burst window.
+    `client` (one per run) lets tests and benchmarks choose the retry policy and burst window;
+    `columns` names the view's columns (default: the rows' keys) for checking the field map.
     """
     started = time.monotonic()
-    report = SyncReport(dry_run=settings.sync_dry_run)
-    wanted = wanted_from_rows(rows, settings.deal_currency)
-    for problem in wanted.problems:
-        report.failures.append(Failure("deal", problem.key, problem.reason))
-        report.deals.failed += 1
+    report = SyncReport(dry_run=settings.sync_dry_run, removal=settings.sync_removed)
     owned = client is None
     client = client or PipedriveClient(settings)
     try:
-        _Sync(settings, client, report).run(wanted)
+        _Sync(settings, client, report).run(list(rows), columns)
     except SyncStopped as exc:
         report.stopped = str(exc)
     finally:
@@ -207,36 +138,76 @@ def sync_deals(
     return report
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One write: what it is (for the report and the history), and the function that sends it."""
+
+    change: Change
+    send: Callable[[], int | None]  # returns the record's id (a create learns it)
+    after: tuple[int, ...] = ()  # ids of deals whose removal must have worked first
+    writes: int = 1  # requests it sends (un-archive, then update: 2)
+
+
+@dataclass
+class _State:
+    """What the apply phase learns as it goes: persons created, removals that failed."""
+
+    person_ids: dict[str, int] = field(default_factory=dict)
+    failed_ids: set[int] = field(default_factory=set)
+
+
 class _Sync:
-    """One run: key fields, listing, plan, apply; counts go into the report."""
+    """One run: fields and map, key fields, listing, plan, apply; counts and changes go into the report."""
 
     def __init__(self, settings: Settings, client: PipedriveClient, report: SyncReport) -> None:
         self.settings, self.client, self.report = settings, client, report
         self.key_fields: dict[str, KeyField | None] = {}
-        self.person_ids: dict[str, int] = {}
+        self.targets = Targets()
+        self.state = _State()
         self.stop = threading.Event()
         self.lock = threading.Lock()
 
-    def run(self, wanted: Wanted) -> None:
+    def run(self, rows: list[Mapping[str, Any]], columns: Iterable[str] | None) -> None:
         with ThreadPoolExecutor(3, thread_name_prefix="pipedrive-list") as pool:  # the listings side by side
-            person_field = pool.submit(self._key_field, PERSONS, self.settings.pipedrive_person_key_field)
-            deal_field = pool.submit(self._key_field, DEALS, self.settings.pipedrive_deal_key_field)
-            self.key_fields = {PERSONS.name: person_field.result(), DEALS.name: deal_field.result()}
-            persons, deals = pool.submit(self._have, PERSONS, person_have), pool.submit(self._have, DEALS, deal_have)
-            archived = pool.submit(self._have, ARCHIVED_DEALS, partial(deal_have, archived=True))
-            plan = make_plan(wanted, persons.result(), deals.result() + archived.result())
-        self._start(plan)
+            person_fields = pool.submit(self._fields, PERSONS)
+            deal_fields = pool.submit(self._fields, DEALS)
+            fields = {PERSONS.name: person_fields.result(), DEALS.name: deal_fields.result()}
+            self.targets = resolve(
+                self.settings.sync_field_map,
+                fields,
+                {
+                    PERSONS.name: self.settings.pipedrive_person_key_field,
+                    DEALS.name: self.settings.pipedrive_deal_key_field,
+                },
+                describe_view(rows, columns),
+                self.settings.deal_currency,
+            )
+            wanted = wanted_from_rows(rows, self.targets)
+            person_key = pool.submit(self._key_field, PERSONS, fields[PERSONS.name])
+            deal_key = pool.submit(self._key_field, DEALS, fields[DEALS.name])
+            self.key_fields = {PERSONS.name: person_key.result(), DEALS.name: deal_key.result()}
+            persons, deals = pool.submit(self._have, PERSONS), pool.submit(self._have, DEALS)
+            archived = pool.submit(self._have, ARCHIVED_DEALS, True)
+            plan = make_plan(wanted, persons.result(), deals.result() + archived.result(), self._policy())
+        self._start(plan, wanted)
         if self.settings.sync_dry_run:
-            self._count_dry_run(plan)
+            self._plan_only(plan)
             return
-        self._run_jobs(self._jobs(PERSONS, plan.person_creates, plan.person_updates, self._create_person))
-        self._run_jobs(self._jobs(DEALS, plan.deal_creates, plan.deal_updates, self._create_deal))
+        self._apply(plan)
+
+    def _policy(self) -> Policy:
+        s = self.settings
+        return Policy(s.sync_archived, s.sync_removed, s.sync_removed_max, s.sync_removed_force)
 
     # ------------------------------------------------------------------ fields and listing
 
-    def _key_field(self, entity: _Entity, name: str) -> KeyField | None:
+    def _fields(self, entity: _Entity) -> list[dict[str, Any]]:
+        return list(self.client.iter_items(entity.fields_path))
+
+    def _key_field(self, entity: _Entity, fields: list[dict[str, Any]]) -> KeyField | None:
         """Our key field by name; created when missing (not in a dry run: then None)."""
-        item = self._find_field(entity, name)
+        name = self._key_name(entity)
+        item = _named(fields, name, entity)
         if item is None and not self.settings.sync_dry_run:
             log.info("creating the %s custom field %r in Pipedrive", entity.name, name)
             body = {
@@ -244,64 +215,121 @@ class _Sync:
                 "field_type": KEY_FIELD_TYPE,
                 "description": f"{entity.name} key set by processor",
             }
-            item = self.client.post(entity.fields_path, body, recover=lambda: self._find_field(entity, name))["data"]
+            item = self.client.post(entity.fields_path, body, recover=lambda: self._find_field(entity))["data"]
         return None if item is None else KeyField(item["field_code"], item.get("field_type") or KEY_FIELD_TYPE)
 
-    def _find_field(self, entity: _Entity, name: str) -> dict[str, Any] | None:
-        found = [
-            item
-            for item in self.client.iter_items(entity.fields_path)
-            if item.get("is_custom_field") and item.get("field_name") == name
-        ]
-        if len(found) > 1:
-            raise SyncStopped(
-                f"Pipedrive has {len(found)} {entity.name} fields named {name!r}; rename all but one "
-                "(or choose another name in the settings) so the key is unambiguous"
-            )
-        return found[0] if found else None
+    def _key_name(self, entity: _Entity) -> str:
+        s = self.settings
+        return s.pipedrive_person_key_field if entity is PERSONS else s.pipedrive_deal_key_field
+
+    def _find_field(self, entity: _Entity) -> dict[str, Any] | None:
+        return _named(self._fields(entity), self._key_name(entity), entity)
 
     def _list(self, entity: _Entity, **params: str) -> Iterable[dict[str, Any]]:
         key_field = self.key_fields[entity.name]
         if key_field is None:  # dry run without the field: nothing of ours exists yet
             return []
-        return self.client.iter_items(entity.path, {"custom_fields": key_field.code, **params})
+        codes = ",".join([key_field.code, *self.targets.custom_codes(entity.name)])
+        return self.client.iter_items(entity.path, {"custom_fields": codes, **params})
 
-    def _have(self, entity: _Entity, convert: Callable[[dict[str, Any], KeyField], Any]) -> list:
-        """Everything of ours that Pipedrive holds for one entity, as comparable records."""
-        return [convert(item, self.key_fields[entity.name]) for item in self._list(entity)]
+    def _have(self, entity: _Entity, archived: bool = False) -> list[Held]:
+        """Everything Pipedrive holds for one entity, as comparable records."""
+        key_field, targets = self.key_fields[entity.name], self.targets.of(entity.name)
+        return [held_from_item(item, key_field, targets, archived) for item in self._list(entity)]
 
-    def _start(self, plan: Plan) -> None:
-        self.person_ids = dict(plan.person_ids)
+    # ------------------------------------------------------------------ the plan, reported
+
+    def _start(self, plan: Plan, wanted: Wanted) -> None:
+        self.state.person_ids = dict(plan.person_ids)
         report = self.report
+        for problem in wanted.problems:
+            self._failed(Change(problem.entity, problem.key, None, "failed", error=problem.reason))
         report.planned = plan.writes
         report.persons.unchanged, report.deals.unchanged = plan.persons_unchanged, plan.deals_unchanged
-        report.deals_not_in_view, report.duplicates = plan.deals_not_in_view, len(plan.duplicates)
-        report.deals_archived = plan.deals_archived
+        report.deals_not_in_view, report.deals_without_key = plan.deals_not_in_view, plan.deals_without_key
+        report.persons_not_in_view, report.deals_archived = plan.persons_not_in_view, plan.deals_archived
+        report.duplicates, report.removal_refused = len(plan.duplicates), plan.removal_refused
+        report.deals.skipped = len(plan.archived_skipped)
         for duplicate in plan.duplicates:
             log.warning("Pipedrive holds %s %s more than once (ids %s); syncing the first", *vars(duplicate).values())
+        if plan.removal_refused:
+            log.warning("%s", plan.removal_refused)
         log.info(
-            "sync plan: persons %d to create, %d to update, %d unchanged; deals %d to create, %d to update, "
-            "%d unchanged, %d not in the view, %d archived",
+            "sync plan: persons %d to create, %d to update, %d to delete, %d unchanged; deals %d to create, "
+            "%d to update, %d to %s, %d unchanged, %d archived and differing (skipped)",
             len(plan.person_creates),
             len(plan.person_updates),
+            len(plan.person_removals),
             plan.persons_unchanged,
             len(plan.deal_creates),
             len(plan.deal_updates),
+            len(plan.deal_removals),
+            plan.removal,
             plan.deals_unchanged,
-            plan.deals_not_in_view,
-            plan.deals_archived,
+            len(plan.archived_skipped),
         )
 
-    def _count_dry_run(self, plan: Plan) -> None:
-        self.report.persons.created, self.report.persons.updated = len(plan.person_creates), len(plan.person_updates)
-        self.report.deals.created, self.report.deals.updated = len(plan.deal_creates), len(plan.deal_updates)
+    def _plan_only(self, plan: Plan) -> None:
+        """A dry run: count and list every planned change."""
+        for jobs in self._job_lists(plan):
+            for job in jobs:
+                counts = self._counts(job.change.entity)
+                setattr(counts, PAST[job.change.action], getattr(counts, PAST[job.change.action]) + 1)
+                self.report.changes.append(job.change)
+        self.report.changes += self._skipped(plan, "skip")
         self.report.remaining = plan.writes
+
+    def _skipped(self, plan: Plan, action: str) -> list[Change]:
+        changes = [self._update_change("deal", update, action) for update in plan.archived_skipped]
+        for change in changes:
+            change.error = "archived in Pipedrive, which refuses edits; SYNC_ARCHIVED=unarchive un-archives it"
+        return changes
 
     # ------------------------------------------------------------------ apply
 
-    def _jobs(self, entity: _Entity, creates: list, updates: list[Update], create: Callable[[Any], None]) -> list[_Job]:
-        jobs = [_Job(entity.name, "created", want.key, partial(create, want)) for want in creates]
-        return jobs + [_Job(entity.name, "updated", u.key, partial(self._update, entity, u)) for u in updates]
+    def _apply(self, plan: Plan) -> None:
+        self.report.changes += self._skipped(plan, "skipped")
+        for jobs in self._job_lists(plan):
+            self._run_jobs(jobs)
+
+    def _job_lists(self, plan: Plan) -> list[list[_Job]]:
+        """Persons, then deals (they need their persons' ids), then deal removals, then person removals."""
+        persons = [self._create_job(PERSONS, want) for want in plan.person_creates]
+        persons += [self._update_job(PERSONS, update) for update in plan.person_updates]
+        deals = [self._create_job(DEALS, want) for want in plan.deal_creates]
+        deals += [self._update_job(DEALS, update) for update in plan.deal_updates]
+        verb = "archive" if plan.removal == "archive" else "delete"
+        deal_removals = [self._removal_job(DEALS, removal, verb) for removal in plan.deal_removals]
+        person_removals = [self._removal_job(PERSONS, removal, "delete") for removal in plan.person_removals]
+        return [persons, deals, deal_removals, person_removals]
+
+    def _create_job(self, entity: _Entity, want: Want) -> _Job:
+        values = {name: [None, plain(value)] for name, value in want.fields.items() if value is not None}
+        if want.person_key is not None:
+            values["person"] = [None, want.person_key]
+        return _Job(Change(entity.name, want.key, None, "create", values), partial(self._create, entity, want))
+
+    def _update_job(self, entity: _Entity, update: Update) -> _Job:
+        change = self._update_change(entity.name, update, "update")
+        return _Job(change, partial(self._update, entity, update), writes=1 + update.unarchive)
+
+    def _update_change(self, entity: str, update: Update, action: str) -> Change:
+        keys = {person_id: key for key, person_id in self.state.person_ids.items()}
+        values = {}
+        for name, new in update.changes.items():
+            old = update.old.get(name)
+            if name == PERSON_LINK:
+                values["person"] = [keys.get(old, None if old is None else f"id {old}"), new]
+            else:
+                values[name] = [plain(old), plain(new)]
+        if update.unarchive:
+            values["is_archived"] = [True, False]
+        return Change(entity, update.key, update.id, action, values)
+
+    def _removal_job(self, entity: _Entity, removal: Removal, verb: str) -> _Job:
+        values = {"is_archived": [False, True]} if verb == "archive" else {}
+        send = partial(self._archive if verb == "archive" else self._delete, entity, removal.id)
+        return _Job(Change(entity.name, removal.key, removal.id, verb, values), send, removal.deal_ids)
 
     def _run_jobs(self, jobs: list[_Job]) -> None:
         if not jobs:
@@ -310,63 +338,106 @@ class _Sync:
             list(pool.map(self._run_job, jobs))
 
     def _run_job(self, job: _Job) -> None:
+        change = job.change
         if self.stop.is_set():
-            self._tally(remaining=1)
+            self._tally(remaining=job.writes)
             return
         try:
-            job.send()
+            with self.lock:
+                blocked = [i for i in job.after if i in self.state.failed_ids]
+            if blocked:
+                raise SyncError(f"its deal (id {blocked[0]}) could not be removed, so it still has a deal")
+            record_id = job.send()
         except SyncStopped as exc:
             with self.lock:
                 if not self.stop.is_set():
                     self.report.stopped = str(exc)
                     self.stop.set()
-            self._tally(remaining=1)
+            self._tally(remaining=job.writes)
         except SyncError as exc:
-            self._tally(failure=Failure(job.entity, job.key, str(exc)))
+            if change.id is not None:
+                with self.lock:
+                    self.state.failed_ids.add(change.id)
+            change.action, change.error = "failed", str(exc)
+            self._failed(change)
         else:
-            self._tally(entity=job.entity, outcome=job.outcome)
+            change.action = PAST[change.action]
+            change.id = record_id if record_id is not None else change.id
+            self._tally(change=change, done=job.writes)
 
-    def _tally(
-        self, *, entity: str = "", outcome: str = "", failure: Failure | None = None, remaining: int = 0
-    ) -> None:
+    def _failed(self, change: Change) -> None:
+        with self.lock:
+            self.report.failures.append(Failure(change.entity, change.key, change.error or ""))
+            self.report.changes.append(change)
+            self._counts(change.entity).failed += 1
+
+    def _tally(self, *, change: Change | None = None, remaining: int = 0, done: int = 0) -> None:
         with self.lock:
             self.report.remaining += remaining
-            if failure is not None:
-                self.report.failures.append(failure)
-                entity, outcome = failure.entity, "failed"
-            if entity:
-                counts = self.report.persons if entity == "person" else self.report.deals
-                setattr(counts, outcome, getattr(counts, outcome) + 1)
-                self.report.done += outcome != "failed"
+            if change is not None:
+                counts = self._counts(change.entity)
+                setattr(counts, change.action, getattr(counts, change.action) + 1)
+                self.report.changes.append(change)
+                self.report.done += done
 
-    def _create_person(self, want: PersonWant) -> None:
-        body = person_payload(want, self.key_fields["person"])
-        person = self._create(PERSONS, want.key, body)
-        with self.lock:
-            self.person_ids[want.key] = int(person["id"])
+    def _counts(self, entity: str) -> EntityCounts:
+        return self.report.persons if entity == PERSONS.name else self.report.deals
 
-    def _create_deal(self, want: DealWant) -> None:
-        self._create(DEALS, want.key, deal_payload(want, self._person_id(want.person_key), self.key_fields["deal"]))
+    # ------------------------------------------------------------------ the requests
 
-    def _create(self, entity: _Entity, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, entity: _Entity, want: Want) -> int:
+        targets, key_field = self.targets.of(entity.name), self.key_fields[entity.name]
+        person_id = self._person_id(want.person_key) if entity is DEALS else None
+        try:
+            body = create_body(want, targets, key_field, person_id)
+        except ValueError as exc:
+            raise SyncError(str(exc), key=want.key) from None
         since = (self.client.server_time() - RECOVERY_MARGIN).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return self.client.post(entity.path, body, recover=lambda: self._find_created(entity, key, since))["data"]
+        created = self.client.post(entity.path, body, recover=lambda: self._find_created(entity, want.key, since))
+        record_id = int(created["data"]["id"])
+        if entity is PERSONS:
+            with self.lock:
+                self.state.person_ids[want.key] = record_id
+        return record_id
 
     def _find_created(self, entity: _Entity, key: str, since: str) -> dict[str, Any] | None:
         """The record with this key updated since `since`, if a lost create committed it."""
         key_field = self.key_fields[entity.name]
         return next((item for item in self._list(entity, updated_since=since) if key_field.read(item) == key), None)
 
-    def _update(self, entity: _Entity, update: Update) -> None:
-        person_key = update.changes.get("person_key")
-        body = changes_payload(update.changes, self._person_id(person_key) if "person_key" in update.changes else None)
+    def _update(self, entity: _Entity, update: Update) -> int:
+        person_key = update.changes.get(PERSON_LINK)
+        person_id = self._person_id(person_key) if PERSON_LINK in update.changes else None
+        body = fields_body(update.changes, self.targets.of(entity.name), person_id=person_id)
+        if update.unarchive:  # Pipedrive edits no archived deal: un-archiving must be a request of its own
+            self.client.patch(f"{entity.path}/{update.id}", {"is_archived": False})
         self.client.patch(f"{entity.path}/{update.id}", body)
+        return update.id
+
+    def _archive(self, entity: _Entity, record_id: int) -> int:
+        self.client.patch(f"{entity.path}/{record_id}", {"is_archived": True})
+        return record_id
+
+    def _delete(self, entity: _Entity, record_id: int) -> int:
+        self.client.delete(f"{entity.path}/{record_id}")
+        return record_id
 
     def _person_id(self, person_key: str | None) -> int | None:
         if person_key is None:
             return None
         with self.lock:
-            person_id = self.person_ids.get(person_key)
+            person_id = self.state.person_ids.get(person_key)
         if person_id is None:
             raise SyncError(f"its person (customer {person_key}) could not be created", key=person_key)
         return person_id
+
+
+def _named(fields: list[dict[str, Any]], name: str, entity: _Entity) -> dict[str, Any] | None:
+    """The custom field of this name; raises SyncStopped when Pipedrive has several."""
+    found = [item for item in fields if item.get("is_custom_field") and item.get("field_name") == name]
+    if len(found) > 1:
+        raise SyncStopped(
+            f"Pipedrive has {len(found)} {entity.name} fields named {name!r}; rename all but one "
+            "(or choose another name in the settings) so the key is unambiguous"
+        )
+    return found[0] if found else None
