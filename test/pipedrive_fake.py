@@ -23,7 +23,8 @@ What it implements (see ../shared/research/pipedrive-api.md):
   enum/set values that are not option ids of their field -> 400 ERR_SCHEMA_VALIDATION_FAILED;
   a person, organization, owner (user), pipeline or stage id that does not exist -> 400; a stage
   sets the deal's pipeline, a pipeline alone its first stage; status won/lost sets the won, lost
-  and close times; unknown ids -> 404; v2 answers 200 on create;
+  and close times; unknown ids -> 404; v2 answers 200 on create; /api/v2/stages/{id},
+  /api/v2/pipelines/{id} and /api/v1/users/{id} for looking ids up;
 - limits: per-route token costs against a daily budget; a rolling burst window per token (and
   10 per window for search); x-ratelimit-* and x-daily-ratelimit-token-* headers on every JSON
   answer (`rate_headers` / `daily_headers` False leaves them out, as Pipedrive sometimes does);
@@ -92,6 +93,8 @@ COSTS = {
     ("GET", "fields"): 10,
     ("POST", "fields"): 5,
     ("GET", "field"): 1,
+    ("GET", "ref"): 1,
+    ("GET", "v1ref"): 2,
 }
 CLOUDFLARE_BLOCK = (
     "<!DOCTYPE html><html><head><title>Attention Required! | Cloudflare</title></head><body>"
@@ -662,7 +665,10 @@ class Account:
         """(kind, collection, id-or-code, cost); raises ApiError 404/405."""
         match = re.fullmatch(r"/api/v2/(persons|deals|organizations)(?:/(search|\d+))?/?", path)
         fields = re.fullmatch(r"/api/v2/(person|deal)Fields(?:/([0-9a-z_]+))?/?", path)
-        if path.rstrip("/") == "/api/v2/deals/archived":
+        ref = re.fullmatch(r"/api/(v2/stages|v2/pipelines|v1/users)/(\d+)/?", path)
+        if ref:
+            coll, kind, target = ref[1].split("/")[1], "ref" if ref[1].startswith("v2") else "v1ref", int(ref[2])
+        elif path.rstrip("/") == "/api/v2/deals/archived":
             coll, kind, target = self.collections["deals"], "archived", None
         elif match:
             coll = self.collections[match[1]]
@@ -727,6 +733,19 @@ class Account:
         return Reply(200, {"success": True, "data": data, "additional_data": extra})
 
     # ------------------------------------------------------------------ routes
+
+    def _get_ref(self, name: str, target: int, _query, _body) -> tuple[Any, Any]:
+        """A stage, pipeline or (v1) user by id; 404 when there is none."""
+        if name == "stages" and target in self.stages:
+            pipeline_id, stage = self.stages[target]
+            return {"id": target, "name": stage, "pipeline_id": pipeline_id}, None
+        if name == "pipelines" and target in self.pipelines:
+            return {"id": target, "name": self.pipelines[target]}, None
+        if name == "users" and target in self.users:
+            return dict(self.users[target]), None
+        raise ApiError(404, "Entity was not found")
+
+    _get_v1ref = _get_ref
 
     def _get_archived(self, coll: Collection, target, query: dict, body) -> tuple[Any, Any]:
         return self._get_list(coll, target, query, body, archived=True)

@@ -27,6 +27,9 @@ FAST = RetryPolicy(base=0.01, cap=0.05)
         ("GET", "/api/v2/deals/archived", 20),
         ("GET", "/api/v2/dealFields", 10),
         ("POST", "/api/v2/personFields", 5),
+        ("GET", "/api/v2/stages/3", 1),
+        ("GET", "/api/v1/users/3", 2),
+        ("GET", "/api/v1/dealFields", 20),
     ],
 )
 def test_token_costs_follow_the_v2_spec(method, path, cost):

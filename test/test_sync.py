@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from test_sync_plan import row
 
 from processor.errors import ConfigError
 from processor.pipedrive.client import PipedriveClient, RateLimiter, RetryPolicy
@@ -404,18 +405,6 @@ def keyed_rows() -> list[dict]:
     ]
 
 
-def row(order_id, customer_id, first, last, value) -> dict:
-    return {
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "first_name": first,
-        "last_name": last,
-        "title": f"{last} {first}",
-        "value": Decimal(value),
-        "currency": "EUR",
-    }
-
-
 def test_keys_are_the_exact_text_of_the_view_everywhere(pipedrive):
     fake, sync = pipedrive()
     rows = keyed_rows()
@@ -599,6 +588,28 @@ def test_a_bad_map_stops_before_any_write_naming_the_entry(pipedrive):
     assert fake.writes() == [] and fake.persons() == []  # not even the key fields were created
     with pytest.raises(KeyError):
         fake.field_code("deals", "order_id")
+
+
+def test_ids_the_map_writes_are_looked_up_before_any_write(pipedrive):
+    fake, sync = pipedrive()
+    mapping = full_map(fake)
+    mapping["deal"].update(stage_id={"value": 99}, owner_id={"value": 98})
+    mapping["person"]["org_id"] = {"value": mapping["deal"]["org_id"]["value"]}  # exists: fine
+    with pytest.raises(ConfigError) as raised:
+        sync(mapped_rows(), sync_field_map=parse_field_map(json.dumps(mapping)))
+    assert "deal.stage_id: Pipedrive has no stage with id 99" in str(raised.value)
+    assert "deal.owner_id: Pipedrive has no user with id 98" in str(raised.value)
+    assert fake.writes() == []
+    looked_up = sorted(
+        r.path for r in fake.requests() if r.path.startswith(("/api/v2/stages", "/api/v1", "/api/v2/org"))
+    )
+    org = mapping["deal"]["org_id"]["value"]
+    assert looked_up == [
+        "/api/v1/users/98",
+        f"/api/v2/organizations/{org}",
+        f"/api/v2/organizations/{org}",
+        "/api/v2/stages/99",
+    ]
 
 
 def test_a_value_the_map_cannot_take_fails_that_deal_alone(pipedrive):

@@ -112,8 +112,7 @@ def test_a_bad_map_is_recorded_as_a_failed_run(tmp_path, make_settings, engine_o
 def test_a_dry_run_loads_nothing_and_lists_every_planned_record(tmp_path, pipedrive_fake):
     fake = pipedrive_fake(token=TOKEN)
     env = {"PIPEDRIVE_API_KEY": TOKEN, "PIPEDRIVE_BASE_URL": fake.url, "LOAD_WORKERS": "1"}
-    assert run_index(tmp_path, "load", env=env).returncode == 0
-    assert run_index(tmp_path, "transform", env=env).returncode == 0
+    assert run_index(tmp_path, "load", env=env).returncode == 0  # staged, no view built yet
     summary = tmp_path / "summary.json"
     dry = run_index(tmp_path, env={**env, "SYNC_DRY_RUN": "1", "SUMMARY_JSON": str(summary)})
     assert dry.returncode == 0, dry.stderr
@@ -122,8 +121,12 @@ def test_a_dry_run_loads_nothing_and_lists_every_planned_record(tmp_path, pipedr
     data = json.loads(summary.read_text())
     assert data["load"] is None and data["transform"] is None
     planned = data["sync"]["changes"]
-    with sa.create_engine(f"sqlite:///{tmp_path / 'processor.db'}").connect() as conn:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'processor.db'}")
+    assert not sa.inspect(engine).has_table("deals")  # planned from what is staged; nothing built
+    assert run_index(tmp_path, "transform", env=env).returncode == 0
+    with engine.connect() as conn:
         view = conn.execute(sa.text("SELECT order_id, title FROM deals")).all()
+    engine.dispose()
     assert sorted(c["key"] for c in planned if c["entity"] == "deal") == sorted(str(o) for o, _ in view)
     assert {c["action"] for c in planned} == {"create"}
     first = next(c for c in planned if c["entity"] == "deal" and c["key"] == str(view[0][0]))

@@ -49,11 +49,11 @@ _NAMED_COSTS = {"search": 20, "archived": 20}  # /deals/search, /deals/archived:
 
 
 def token_cost(method: str, path: str) -> int:
-    """A v2 request's documented token cost: list 10, get 1, create/update 5, delete 3, search or archived list 20."""
+    """A request's documented token cost: v2 list 10, get 1, create/update 5, delete 3, search or archived
+    list 20; v1 twice that."""
     parts = path.strip("/").split("/")
-    if parts[-1] in _NAMED_COSTS:
-        return _NAMED_COSTS[parts[-1]]
-    return _COSTS.get((method.upper(), len(parts) > 3), 10)
+    cost = _NAMED_COSTS.get(parts[-1]) or _COSTS.get((method.upper(), len(parts) > 3), 10)
+    return cost * 2 if parts[:2] == ["api", "v1"] else cost
 
 
 @dataclass(frozen=True)

@@ -441,6 +441,15 @@ class Target:
         except (ValueError, TypeError):
             return ("unreadable", repr(raw))  # differs from anything we want: it gets rewritten
 
+    def fixed_values(self) -> list[Any]:
+        """The values the entry itself writes (constant, map outputs, default), as this field takes them."""
+        entry = self.entry
+        raw = [value for _, value in entry.value_map or ()]
+        raw += [entry.constant] if entry.has_constant else []
+        raw += [entry.default] if entry.default is not None else []
+        fixed = [self.kind.want(v) for v in raw if v is not None and not (isinstance(v, str) and "{key}" in v)]
+        return list(dict.fromkeys(v for v in fixed if v is not None))
+
     def value(self, row: Mapping[str, Any], key: str) -> Any:
         """The value the view wants (None: empty); raises ValueError saying what is wrong with it."""
         raw = source_value(self.entry, row, key)
@@ -586,20 +595,11 @@ class _Resolver:
             shown = ", ".join(sorted(self.columns or ())) or "none"
             self._problem(entry, f"the view has no column {missing[0]!r} (its columns: {shown})")
             return False
-        outputs = [value for _, value in entry.value_map or ()]
-        fixed = (
-            outputs
-            + ([entry.constant] if entry.has_constant else [])
-            + ([entry.default] if entry.default is not None else [])
-        )
-        for value in fixed:
-            if value is None or (isinstance(value, str) and "{key}" in value):
-                continue
-            try:
-                target.kind.want(value)
-            except ValueError as exc:
-                self._problem(entry, f"{exc} ({target.kind.name} expected)")
-                return False
+        try:
+            target.fixed_values()
+        except ValueError as exc:
+            self._problem(entry, str(exc))
+            return False
         if entry.value_map is None and len(entry.columns) == 1:
             return self._kinds_meet(target, entry.columns[0])
         return True

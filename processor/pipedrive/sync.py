@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from ..config import Settings
 from ..db import describe_db_error
-from ..errors import DatabaseError, ProcessorError, SyncError, SyncStopped
+from ..errors import ConfigError, DatabaseError, ProcessorError, SyncError, SyncStopped
 from . import history
 from .client import PipedriveClient
 from .fieldmap import Targets, describe_view, resolve
@@ -71,12 +71,18 @@ class _Entity:
 PERSONS = _Entity("person", "/api/v2/persons", "/api/v2/personFields")
 DEALS = _Entity("deal", "/api/v2/deals", "/api/v2/dealFields")
 ARCHIVED_DEALS = _Entity("deal", "/api/v2/deals/archived", "/api/v2/dealFields")  # not in the deals list
+REFERENCES = {  # built-in id fields: what the id names, and where to look it up (1 token; v1 users 2)
+    "pipeline_id": ("pipeline", "/api/v2/pipelines/{}"),
+    "stage_id": ("stage", "/api/v2/stages/{}"),
+    "owner_id": ("user", "/api/v1/users/{}"),
+    "org_id": ("organization", "/api/v2/organizations/{}"),
+}
 
 
 def run_sync(settings: Settings, engine: sa.Engine) -> SyncReport:
     """Read the deals view, sync it, and record the run (not a dry run) in the destination; raises DatabaseError,
     ConfigError (a bad SYNC_FIELD_MAP entry, before any write), SyncError."""
-    rows, columns = read_view(engine, settings.deals_view)
+    rows, columns = _read_rows(settings, engine)
     started = history.now()
     try:
         report = sync_deals(settings, rows, columns=columns)
@@ -87,6 +93,24 @@ def run_sync(settings: Settings, engine: sa.Engine) -> SyncReport:
     if not settings.sync_dry_run:
         report.history = history.record(engine, settings, started, report)
     return report
+
+
+def _read_rows(settings: Settings, engine: sa.Engine) -> tuple[list[dict[str, Any]], list[str]]:
+    """The deals view; in a dry run before any view is built, the deals as transform would build them
+    from what is staged (a dry run builds nothing); raises DatabaseError, TransformError."""
+    if settings.sync_dry_run:
+        with engine.connect() as conn:
+            built = settings.deals_view in sa.inspect(conn).get_view_names() or sa.inspect(conn).has_table(
+                settings.deals_view
+            )
+        if not built:
+            from ..transform import deals_select, reflect_staging
+
+            with engine.connect() as conn:
+                select = deals_select(settings, reflect_staging(settings, conn))
+                result = conn.execute(select.order_by(select.selected_columns.order_id))
+                return [dict(row) for row in result.mappings()], list(result.keys())
+    return read_view(engine, settings.deals_view)
 
 
 def read_view(engine: sa.Engine, name: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -182,6 +206,7 @@ class _Sync:
                 describe_view(rows, columns),
                 self.settings.deal_currency,
             )
+            self._check_references()
             wanted = wanted_from_rows(rows, self.targets)
             person_key = pool.submit(self._key_field, PERSONS, fields[PERSONS.name])
             deal_key = pool.submit(self._key_field, DEALS, fields[DEALS.name])
@@ -203,6 +228,22 @@ class _Sync:
 
     def _fields(self, entity: _Entity) -> list[dict[str, Any]]:
         return list(self.client.iter_items(entity.fields_path))
+
+    def _check_references(self) -> None:
+        """Ids the map itself writes (stage, pipeline, owner, organization) must exist; raises ConfigError."""
+        problems = []
+        for entity in (DEALS, PERSONS):
+            for target in self.targets.of(entity.name):
+                what, path = REFERENCES.get(target.name, (None, None))
+                for value in target.fixed_values() if path and not target.code else []:
+                    try:
+                        self.client.get(path.format(value))
+                    except SyncError as exc:
+                        if exc.status != 404 or isinstance(exc, SyncStopped):
+                            raise
+                        problems.append(f"{target.entry.label}: Pipedrive has no {what} with id {value}")
+        if problems:
+            raise ConfigError("SYNC_FIELD_MAP: " + "; ".join(problems) + "; nothing was written")
 
     def _key_field(self, entity: _Entity, fields: list[dict[str, Any]]) -> KeyField | None:
         """Our key field by name; created when missing (not in a dry run: then None)."""
