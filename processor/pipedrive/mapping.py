@@ -6,7 +6,7 @@ like any other; numbers a database returns become their plain text (7 -> "7", De
 numeric one made by hand, which can only hold keys that are whole numbers written plainly.
 
 Which fields a record carries, and how each value compares with what Pipedrive stores, comes from
-the resolved field map (fieldmap.py): money is rounded half-up to cents on both sides, dates are
+the resolved field map (fieldmap.py) and the kinds of value (values.py): money is rounded half-up to cents on both sides, dates are
 YYYY-MM-DD, enum labels become option ids, so a re-run on unchanged data finds nothing to send.
 """
 
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .fieldmap import Target, Targets, money, number_of, text_of, value_text
+from .fieldmap import Target, Targets
+from .values import money, number_of, text_of, value_text
 
-__all__ = ["money", "number_of", "text_of"]
+__all__ = ["money", "text_of"]
 
 NUMERIC_FIELD_TYPES = frozenset({"double", "int", "monetary"})
 KEY_FIELD_TYPE = "varchar"  # exact text, searchable, and never turns 42 into 42.0
