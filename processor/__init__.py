@@ -37,6 +37,9 @@ __all__ = [
     "ledger_status",
     "load",
     "load_folder",
+    "load_frame",
+    "read_deals",
+    "read_frame",
     "run",
     "run_sync",
     "sync_deals",
@@ -49,11 +52,14 @@ _LAZY = {
     "SyncReport": "pipedrive",
     "ledger_status": "status",
     "LedgerStatus": "status",
+    "load_frame": "frames",
+    "read_frame": "frames",
+    "read_deals": "frames",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """The transform, sync and status entry points, imported on first use (a load alone starts faster)."""
+    """The transform, sync, status and pandas entry points, imported on first use (a load alone starts faster)."""
     if name in _LAZY:
         import importlib
 

@@ -19,13 +19,14 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 import pymysql
 from sqlalchemy.engine import Connection
 
 from ..schema import NULL_WORD
+from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
 from .tables import SOURCE_COLUMN
 from .target import DataProblem, Disconnected, Target
@@ -34,6 +35,7 @@ NAME = "load data"
 _ENCODINGS = {"utf-8": "utf8mb4", "utf-8-sig": "utf8mb4", "cp1252": "latin1", "iso8859-1": "latin1"}
 _DISCONNECTS = {2006, 2013, 2055, 1053, 1927}
 _local_infile: dict[str, bool] = {}
+_ROWS_FORMAT = CsvFormat("utf-8", ",", "\n", header=False)
 
 
 def can_bulk(conn: Connection) -> bool:
@@ -96,6 +98,36 @@ def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> No
     with _driver_errors(), conn.connection.driver_connection.cursor() as cursor:
         cursor.executemany(sql, [[*row, target.path] for row in rows])
         _raise_on_warnings(cursor)
+
+
+def load_chunks(conn: Connection, target: Target, chunks: Iterable[Chunk]) -> int:
+    """LOAD DATA values our code produced, in chunks of columns (None is NULL in every column, "" an
+    empty string); returns the rows loaded; raises DataProblem.
+
+    Every string is quoted and NULL is the unquoted word, so no field needs a guard. Without LOCAL,
+    multi-row INSERTs of the same rows.
+    """
+    if not can_bulk(conn):
+        loaded = 0
+        for chunk in chunks:
+            rows = list(zip(*chunk, strict=True))
+            insert(conn, target, rows)
+            loaded += len(rows)
+        return loaded
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(target.table)} CHARACTER SET utf8mb4 "
+        "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY %s "
+        f"({', '.join(quote(c) for c in target.columns)}) SET {quote(SOURCE_COLUMN)} = %s"
+    )
+    feeder = _Feeder(ChunkStream(chunks, null=NULL_WORD), None, _ROWS_FORMAT)
+    with feeder.pipe() as path, _driver_errors(), conn.connection.driver_connection.cursor() as cursor:
+        loaded = cursor.execute(sql, [path, "\n", target.path])
+        feeder.finish()
+        _raise_on_warnings(cursor)
+    if feeder.error is not None:
+        raise DataProblem(f"could not encode the rows: {feeder.error}")
+    return loaded
 
 
 def _load_sql(conn: Connection, target: Target, fmt: CsvFormat, charset: str) -> tuple[str, list[str]]:

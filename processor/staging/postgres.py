@@ -9,12 +9,14 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Iterable
 from typing import BinaryIO
 
 import psycopg2
 from sqlalchemy.engine import Connection
 
 from ..db import first_line
+from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
 from .tables import SOURCE_SETTING
 from .target import DataProblem, Disconnected, Target
@@ -74,6 +76,15 @@ def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> No
     csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL).writerows(rows)
     data = io.BytesIO(buffer.getvalue().encode("utf-8", errors="surrogateescape"))
     _copy(conn, _copy_sql(conn, target, _CLEAN, "UTF8"), data)
+
+
+def load_chunks(conn: Connection, target: Target, chunks: Iterable[Chunk]) -> int:
+    """COPY values our code produced, in chunks of columns (None is NULL in every column, "" an empty
+    string); returns the rows loaded; raises DataProblem."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in target.columns)
+    sql = f"COPY {quote(target.table)} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER false, ENCODING 'UTF8')"
+    return _copy(conn, sql, ChunkStream(chunks, null=""))
 
 
 def _copy(conn: Connection, sql: str, stream) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..db import first_line
 from ..schema import classify
+from .encode import Chunk, rows_of
 from .files import CsvFormat, csv_reader, text_stream
 from .tables import SOURCE_COLUMN
 from .target import DataProblem, Disconnected, Target
@@ -73,6 +74,22 @@ def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> No
     """Insert rows that were already checked (None is NULL)."""
     with _driver_errors():
         conn.connection.driver_connection.cursor().executemany(_insert_sql(conn, target), rows)
+
+
+def load_chunks(conn: Connection, target: Target, chunks: Iterable[Chunk]) -> int:
+    """Insert values our code produced, in chunks of columns, bound as they are (None is NULL); returns the
+    rows loaded; raises DataProblem."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in [*target.columns, SOURCE_COLUMN])
+    marks = ", ".join(["?"] * len(target.columns))
+    sql = f"INSERT INTO {quote(target.table)} ({columns}) VALUES ({marks}, {_literal(target.path)})"
+    cursor = conn.connection.driver_connection.cursor()
+    start = cursor.execute(f"SELECT coalesce(max(rowid), 0) FROM {quote(target.table)}").fetchone()[0]
+    with _driver_errors():
+        cursor.executemany(sql, rows_of(chunks))
+        count = max(cursor.rowcount, 0)
+        _check_numbers(cursor, quote, quote(target.table), target, start)
+    return count
 
 
 def _insert_sql(conn: Connection, target: Target) -> str:
