@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from .config import Settings
 from .errors import ConfigError
+from .extras import require
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,9 @@ def _on_pool(function, pending: list, settings: Settings, on_crash) -> Iterator:
 
 def _on_dask(function, pending: list, settings: Settings, on_crash) -> Iterator:
     """The same tasks on a Dask distributed cluster; each worker process builds its own engine."""
-    try:
-        from distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - distributed is in requirements.txt
-        raise ConfigError("EXECUTOR=dask needs the 'distributed' package") from None
+    require("dask", "EXECUTOR=dask")
+    from distributed import Client, as_completed
+
     try:
         client = Client(settings.dask_scheduler_address, timeout=30, set_as_default=False)
     except (OSError, TimeoutError) as exc:

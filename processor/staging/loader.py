@@ -18,7 +18,7 @@ from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
-from .. import ledger
+from .. import extras, ledger
 from ..config import Settings
 from ..db import check_connection, create_engine, dialect_family, release_engines
 from ..find import Discovery, SourceFile, discover
@@ -67,6 +67,7 @@ class Profiled:
 
 def load(settings: Settings, engine: Engine | None = None, progress: Progress | None = None) -> LoadReport:
     """Stage every matching file; raises SourceError, ConfigError or DatabaseError before any load starts."""
+    extras.check(settings.src_data_folder, settings.executor)
     discovery = discover(settings.src_data_folder, settings.src_file_name, settings.load_retries)
     own = engine is None
     engine = engine or create_engine(settings.dest_sql)
