@@ -23,6 +23,7 @@ import sys
 
 from dotenv import load_dotenv
 
+from . import container
 from .config import Settings, describe_options
 from .errors import ConfigError, Interrupted, ProcessorError
 from .feedback import FileProgress, configure_logging, use_bar
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None, prog: str = "processor") -> int:
         return exc.exit_code
     secrets = settings.secrets()
     configure_logging(settings.log_level, secrets)
+    lost = container.warning(settings.dest_sql, os.environ)
+    if lost:
+        log.warning("%s", lost)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     progress = FileProgress(use_bar(settings.progress))
     try:
