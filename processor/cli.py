@@ -9,7 +9,8 @@
 Configured by environment variables (and a .env file in the working directory; real
 environment variables win). Exit codes: 0 ok, 1 some files or deals failed, 2 bad
 configuration, 3 source missing or nothing matched, 4 database unreachable, 5 transform
-failed, 6 sync stopped (bad token, daily budget spent), 130 Ctrl-C, 143 SIGTERM.
+failed, 6 sync stopped (bad token, daily budget spent), 7 another run kept the destination
+locked (LOCK_TIMEOUT), 130 Ctrl-C, 143 SIGTERM.
 """
 
 from __future__ import annotations

@@ -289,6 +289,13 @@ OPTIONS: tuple[Option, ...] = (
         "files at least this large are split into byte ranges loaded in parallel (0: never split)",
         _int(0),
     ),
+    Option(
+        "LOCK_TIMEOUT",
+        "lock_timeout",
+        300.0,
+        "seconds a run waits for another run writing to the same destination to finish (then exit 7)",
+        _float(0),
+    ),
     Option("EXECUTOR", "executor", "local", "local (process pool) or dask", _executor),
     Option(
         "DASK_SCHEDULER_ADDRESS",
@@ -440,6 +447,7 @@ class Settings:
     sample_rows: int = 10000
     load_retries: int = 3
     split_min_bytes: int = 256 * 1024 * 1024
+    lock_timeout: float = 300.0
     executor: str = "local"
     dask_scheduler_address: str | None = None
     customers_table: str = "raw_customers"

@@ -6,8 +6,9 @@
     ├── DatabaseError              the destination cannot be reached or refuses us       exit 4
     ├── LoadError                  one file could not be staged (carries path and table)
     ├── TransformError             the deals view could not be built          exit 5
-    └── SyncError                  Pipedrive refused or failed (carries status and key)
-        └── SyncStopped            the run must stop: bad token, daily budget spent, abuse block   exit 6
+    ├── SyncError                  Pipedrive refused or failed (carries status and key)
+    │   └── SyncStopped            the run must stop: bad token, daily budget spent, abuse block   exit 6
+    └── LockTimeout                another run kept the destination locked for LOCK_TIMEOUT seconds   exit 7
 
 A run where some files failed to load or some deals failed to sync exits 1; Ctrl-C exits 130
 and SIGTERM 143. Messages never contain passwords or API tokens: URLs are masked before they
@@ -70,6 +71,12 @@ class SyncStopped(SyncError):
     """The sync cannot go on in this run (bad token, daily budget spent, abuse block)."""
 
     exit_code = 6
+
+
+class LockTimeout(ProcessorError):
+    """Another run held the destination's lock longer than LOCK_TIMEOUT; the message names it."""
+
+    exit_code = 7
 
 
 class Interrupted(ProcessorError):

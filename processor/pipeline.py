@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .config import Settings
 from .db import create_engine
+from .lock import destination_lock
 from .staging.loader import Progress, load
 from .staging.report import LoadReport
 
@@ -59,6 +61,7 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
     """Run one step or all of them; raises ProcessorError subclasses for run-stopping problems."""
     engine = create_engine(settings.dest_sql)
     report = RunReport()
+    held = ExitStack()
     try:
         if step == "status":
             from .status import ledger_status
@@ -68,6 +71,8 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
         if step == "all" and settings.sync_dry_run:  # a dry run plans from what is already staged and built
             report.notes.append("load and transform: skipped, SYNC_DRY_RUN=1 plans from what is already staged")
             step = "sync"
+        # One run at a time per destination, for every step that writes (raises LockTimeout, exit 7).
+        held.enter_context(destination_lock(engine, settings.lock_timeout))
         if step in ("all", "load"):
             report.load = load(settings, engine, progress)
         if step == "all" and report.load.failed:
@@ -88,5 +93,6 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
             else:
                 report.notes.append("sync: skipped, PIPEDRIVE_API_KEY is not set")
     finally:
+        held.close()
         engine.dispose()
     return report

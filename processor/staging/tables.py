@@ -7,14 +7,15 @@ stamps each row with its file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import zlib
 from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..db import dialect_family, writing
+from ..lock import ddl_lock
 from ..schema import ColumnType, column_type_of, normalise_name, sql_type
 from .plan import TablePlan
 
@@ -55,19 +56,23 @@ def apply_plan(engine: Engine, plan: TablePlan, protected_view: str | None = Non
     """Create the table or bring it up to the plan; returns the schema changes made."""
     family = dialect_family(engine)
     changes: list[str] = []
-    with writing(engine) as conn:
-        if plan.existing is None:
+    with writing(engine) as conn, ddl_lock(conn, plan.name):
+        # Looked at again under the lock: a load that bypassed the run lock may have created or changed it.
+        current = reflect(conn, plan.name)
+        if current is None:
             table_object(plan.name, {c: plan.types[c] for c in plan.columns}, family).create(conn)
             return [f"created table {plan.name} ({len(plan.columns)} columns)"]
+        plan = dataclasses.replace(plan, existing=current)
         if not has_source_column(conn, plan.name):
             _add_column(conn, plan.name, _source_column(family))
             changes.append(f"added column {plan.name}.{SOURCE_COLUMN}")
         for column in plan.added:
             _add_column(conn, plan.name, sa.Column(column, sql_type(plan.types[column], family)))
             changes.append(f"added column {plan.name}.{column} ({plan.types[column].kind})")
-    if plan.widened:
-        widen(engine, plan.name, {column: new for column, _old, new in plan.widened}, protected_view)
-        changes += [f"widened {plan.name}.{c} from {old.kind} to {new.kind}" for c, old, new in plan.widened]
+    widened = [(column, old, new) for column, old, new in plan.widened if not old.accepts(new)]
+    if widened:
+        widen(engine, plan.name, {column: new for column, _old, new in widened}, protected_view)
+        changes += [f"widened {plan.name}.{c} from {old.kind} to {new.kind}" for c, old, new in widened]
     return changes
 
 
@@ -86,7 +91,7 @@ def widen(engine: Engine, table: str, needed: Mapping[str, ColumnType], protecte
     Returns the table's types afterwards. Safe when several workers widen the same table.
     """
     family = dialect_family(engine)
-    with writing(engine) as conn, _ddl_lock(conn, table, family):
+    with writing(engine) as conn, ddl_lock(conn, table):
         current = reflect(conn, table) or {}
         changes = {
             c: current[c].join(t) for c, t in needed.items() if c in current and current[c].join(t) != current[c]
@@ -99,25 +104,6 @@ def widen(engine: Engine, table: str, needed: Mapping[str, ColumnType], protecte
             for column, new in changes.items():
                 log.warning("schema change: %s.%s widened from %s to %s", table, column, current[column].kind, new.kind)
         return {**current, **changes}
-
-
-class _ddl_lock:
-    """Serialise schema changes to one table across worker processes."""
-
-    def __init__(self, conn: Connection, table: str, family: str):
-        self.conn, self.key, self.family = conn, f"processor:{table}", family
-
-    def __enter__(self):
-        if self.family == "postgresql":
-            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(self.key.encode())})
-        elif self.family == "mysql":
-            self.conn.execute(sa.text("SELECT GET_LOCK(:k, 3600)"), {"k": self.key[:64]})
-        return self
-
-    def __exit__(self, *exc):
-        if self.family == "mysql":
-            self.conn.execute(sa.text("SELECT RELEASE_LOCK(:k)"), {"k": self.key[:64]})
-        return False
 
 
 def _alter_types(conn: Connection, table: str, changes: Mapping[str, ColumnType], family: str, view: str | None):
@@ -164,7 +150,7 @@ def index_source_column(engine: Engine, table: str) -> bool:
     Replacing a changed file's rows is then a look-up, not a scan of the whole table; loads into
     the table keep the index up to date from then on.
     """
-    with writing(engine) as conn:
+    with writing(engine) as conn, ddl_lock(conn, table):
         inspector = sa.inspect(conn)
         if not inspector.has_table(table):
             return False
