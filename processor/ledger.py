@@ -5,8 +5,11 @@ is written in the same transaction as the file's data, so it never claims rows t
 there. `content_hash`, `table_name` and `rows_loaded` describe the rows the table holds now;
 `status`, `error` and the times describe the last attempt, so a failed reload of a changed
 file still remembers the older rows it must replace next time. (A big file cut into ranges
-commits range by range and is marked loaded after the last one, so rows of a file the ledger
-knows may sit in its `table_name` whatever its status: a reload always removes them first.)
+loads them into a private table and moves them in with its ledger row, in one transaction.)
+
+Every transaction that puts a file's rows in a table first locks the file's row here (`claim`)
+and reads it: two processes loading one file (two runs that bypass the run lock, Dask tasks,
+a killed run's survivors) take turns, and the second sees what the first committed.
 
 `_processor_rejects` holds every rejected row: file, content hash, line number, reason and the
 raw text of the line.
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .db import writing
+from .lock import ddl_lock
 
 FILES_TABLE = "_processor_files"
 REJECTS_TABLE = "_processor_rejects"
@@ -92,7 +96,7 @@ def now() -> datetime:
 
 def ensure(engine: Engine) -> None:
     """Create the ledger tables when missing."""
-    with writing(engine) as conn:
+    with writing(engine) as conn, ddl_lock(conn, FILES_TABLE):
         metadata.create_all(conn, checkfirst=True)
 
 
@@ -115,18 +119,23 @@ def read(engine: Engine) -> dict[str, Entry]:
         return {row.path: Entry(*row) for row in rows}
 
 
-def _upsert(conn: Connection, path: str, values: dict) -> None:
-    updated = conn.execute(sa.update(files).where(files.c.path == path).values(**values)).rowcount
-    if not updated:
-        conn.execute(sa.insert(files).values(path=path, **values))
+def _upsert(conn: Connection, path: str, values: dict, new_only: dict | None = None) -> None:
+    """Update the file's row, or insert it (with `new_only` too); safe when another process inserts it meanwhile."""
+    where = files.c.path == path
+    if conn.execute(sa.update(files).where(where).values(**values)).rowcount:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(files).values(path=path, **values, **(new_only or {})))
+    except sa.exc.IntegrityError:  # inserted by a concurrent load of the same file: update it instead
+        conn.execute(sa.update(files).where(where).values(**values))
 
 
 def mark_loading(engine: Engine, path: str, table: str, size: int, run_id: str) -> None:
     """Note that a file is being loaded (committed at once, so a crash shows where it stopped)."""
     with writing(engine) as conn:
         values = {"status": LOADING, "error": None, "started_at": now(), "finished_at": None, "run_id": run_id}
-        if not conn.execute(sa.update(files).where(files.c.path == path).values(**values)).rowcount:
-            conn.execute(sa.insert(files).values(path=path, table_name=table, size=size, **values))
+        _upsert(conn, path, values, {"table_name": table, "size": size})
 
 
 def record_loaded(
@@ -165,8 +174,58 @@ def record_attempt(
     with writing(engine) as conn:
         stamp = now()
         values = {"status": status, "error": error, "rows_rejected": rejected, "finished_at": stamp, "run_id": run_id}
-        if not conn.execute(sa.update(files).where(files.c.path == path).values(**values)).rowcount:
-            conn.execute(sa.insert(files).values(path=path, table_name=table, size=size, started_at=stamp, **values))
+        _upsert(conn, path, values, {"table_name": table, "size": size, "started_at": stamp})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A file's ledger row as a loading transaction found it, once it held the row's lock."""
+
+    status: str | None = None
+    table_name: str | None = None
+    content_hash: str | None = None
+    run_id: str | None = None
+
+    def loaded_by_another(self, table: str, content_hash: str, run_id: str) -> bool:
+        """Whether another run already put this very content in this table (this load must not add it again)."""
+        return (
+            self.status == LOADED
+            and self.run_id != run_id
+            and self.table_name == table
+            and self.content_hash == content_hash
+        )
+
+
+def claim(conn: Connection, path: str) -> Claim:
+    """Lock the file's ledger row until this transaction ends, and read it (another load of the file waits).
+
+    The row must exist (`mark_loading` writes it first). SQLite needs no row lock: a writing
+    transaction holds the whole database.
+    """
+    row = conn.execute(
+        sa.select(files.c.status, files.c.table_name, files.c.content_hash, files.c.run_id)
+        .where(files.c.path == path)
+        .with_for_update()
+    ).first()
+    return Claim(*row) if row else Claim()
+
+
+def keep_rejects_of(conn: Connection, path: str, content_hash: str, run_id: str) -> None:
+    """Drop a file's rejects except those this run found in this content (a big file's ranges stored them)."""
+    other = sa.or_(rejects.c.content_hash.is_distinct_from(content_hash), rejects.c.run_id.is_distinct_from(run_id))
+    conn.execute(sa.delete(rejects).where(rejects.c.path == path, other))
+
+
+def unfinished(conn: Connection, tables: Iterable[str]) -> list[tuple[str, str]]:
+    """(path, status) of the files routed to these tables whose last load did not finish, in path order."""
+    if not sa.inspect(conn).has_table(FILES_TABLE):
+        return []
+    query = (
+        sa.select(files.c.path, files.c.status)
+        .where(files.c.table_name.in_(list(tables)), files.c.status.in_((LOADING, FAILED, INTERRUPTED)))
+        .order_by(files.c.path)
+    )
+    return [(row.path, row.status) for row in conn.execute(query)]
 
 
 def replace_rejects(

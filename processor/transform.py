@@ -32,6 +32,7 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.ddl import CreateTableAs, CreateView, DropTable, DropView, ExecutableDDLElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from . import ledger
 from .config import Settings
 from .db import describe_db_error, dialect_family, display_url
 from .errors import TransformError
@@ -335,6 +336,21 @@ def reflect_staging(settings: Settings, conn: Connection) -> StagingTables:
     return StagingTables(**found)
 
 
+def refuse_unfinished(conn: Connection, settings: Settings) -> None:
+    """Raise TransformError naming the files routed to the input tables whose last load did not finish:
+    deals built then would hold a partial picture (and a sync would push it to Pipedrive)."""
+    names = [getattr(settings, f"{role}_table") for role in REQUIRED]
+    found = ledger.unfinished(conn, names)
+    if not found:
+        return
+    shown = ", ".join(f"{path} ({status})" for path, status in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    raise TransformError(
+        f"cannot build the deals: {len(found)} file(s) of {', '.join(names)} are not loaded: {shown}{more}; "
+        "run the load again to finish them (python index.py status lists why)"
+    )
+
+
 def build_deals(settings: Settings, engine: Engine) -> TransformReport:
     """Create or replace the deals view (or table) and count what it holds; raises TransformError."""
     started = time.perf_counter()
@@ -342,6 +358,7 @@ def build_deals(settings: Settings, engine: Engine) -> TransformReport:
     kind = "table" if settings.deals_materialize else "view"
     try:
         with engine.begin() as conn:
+            refuse_unfinished(conn, settings)
             tables = reflect_staging(settings, conn)
             indexes = _ensure_indexes(conn, tables, family)
         select = deals_select(settings, tables)

@@ -8,6 +8,7 @@ changed are reloaded, their old rows replaced in the same transaction.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 import uuid
@@ -30,6 +31,7 @@ from .profile import FileProfile, profile_file
 from .ranges import Assembler, parts_for, prepare, range_tasks
 from .report import LoadReport
 from .split import SplitPlan, plan_split
+from .steady import check_steady, stamp_of
 from .tables import SOURCE_COLUMN, apply_plan, drop_tables, index_source_column, reflect
 from .worker import FileResult, LoadTask, load_file
 
@@ -120,6 +122,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
                 progress(result)
     except BaseException:
         stopped = ledger.mark_interrupted(engine, report.run_id)
+        assembler.discard()
         log.error("run stopped: %d file(s) were loading and rolled back", stopped)
         raise
     report.seconds = time.monotonic() - started
@@ -157,11 +160,14 @@ def profile_source(task: ProfileTask) -> Profiled:
 
 
 def _split(task: ProfileTask, profile: FileProfile) -> SplitPlan | None:
-    """For a big file: its ranges and fingerprint, from one pass over it."""
+    """For a big file: its ranges and fingerprint, from one pass over it; raises FileChanged when it moved meanwhile."""
     if task.split_parts < 2 or not profile.format.ascii_compatible:
         return None
+    before = stamp_of(task.source)
     with open(task.source.location, "rb") as raw:
-        return plan_split(raw, task.source.size, task.split_parts, profile.format.header)
+        plan = plan_split(raw, task.source.size, task.split_parts, profile.format.header)
+    check_steady(task.source, before)
+    return dataclasses.replace(plan, stamp=before) if plan else None
 
 
 def _unchanged(task: ProfileTask, fingerprint: str | None) -> bool:
@@ -266,8 +272,7 @@ def _load_tasks(
         if item.split is None:
             tasks.append(task)
             continue
-        prepare(engine, task)
-        pieces = range_tasks(task, item.split)
+        pieces = range_tasks(prepare(engine, task), item.split)
         assembler.expect(pieces)
         tasks += pieces
         log.info("%s: %d ranges for %d workers", item.source.path, len(pieces), settings.load_workers)

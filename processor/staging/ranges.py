@@ -1,28 +1,35 @@
 """One big file loaded by several workers: its range tasks, and the file's outcome once all are back.
 
-Each range commits on its own, so the file's guarantees live here: before the ranges start, the
-rows and rejects of any earlier version of the file are removed; the ledger marks the file
-loaded only when every range is in; if any range fails (or the file has more than MAX_ERRORS
-rejects in all), the rows the other ranges committed are removed, so a re-run redoes it cleanly.
+No reader sees a row of the file before all of it is in. Its ranges load into a private table
+of their own (`_processor_part_<file>_<run>`, each range committing there); when the last range
+is back, one transaction locks the file's ledger row, removes the rows of its earlier version,
+moves the new rows into the staging table and marks the file loaded. If any range fails (or the
+file has more than MAX_ERRORS rejects in all), or the run stops, the private table is dropped and
+the staging table never held any of it. A private table that a killed run left behind is dropped
+when the file is next loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import ledger
 from ..config import Settings
-from ..db import writing
+from ..db import describe_db_error, dialect_family, writing
 from ..find import SourceFile
 from .split import SplitPlan
-from .tables import delete_file_rows
-from .worker import FileResult, LoadTask
+from .tables import SOURCE_COLUMN, drop_tables, reflect, table_object, widen
+from .worker import FileResult, LoadTask, claim_file
 
 log = logging.getLogger(__name__)
+
+PART_PREFIX = "_processor_part_"
 
 
 def parts_for(source: SourceFile, settings: Settings, family: str) -> int:
@@ -40,19 +47,38 @@ def parts_for(source: SourceFile, settings: Settings, family: str) -> int:
 
 
 def range_tasks(task: LoadTask, plan: SplitPlan) -> list[LoadTask]:
-    """One task per range; each carries the file's fingerprint from the split pass."""
+    """One task per range; each carries the file's fingerprint and stamp from the split pass."""
     source = dataclasses.replace(task.source, fingerprint=plan.fingerprint)
-    return [dataclasses.replace(task, source=source, byte_range=byte_range) for byte_range in plan.ranges]
+    return [
+        dataclasses.replace(task, source=source, byte_range=byte_range, stamp=plan.stamp) for byte_range in plan.ranges
+    ]
 
 
-def prepare(engine: Engine, task: LoadTask) -> None:
-    """Clear what an earlier version of the file left, and mark it loading (before its ranges start)."""
+def part_prefix(path: str) -> str:
+    """The start of the names of a file's private tables (one per run that loads it)."""
+    return f"{PART_PREFIX}{hashlib.sha256(path.encode()).hexdigest()[:12]}_"
+
+
+def prepare(engine: Engine, task: LoadTask) -> LoadTask:
+    """Drop what killed runs left of the file, create its private table and mark it loading (before its ranges
+    start); returns the task with its private table."""
+    private = part_prefix(task.source.path) + task.run_id.replace("-", "")[:8]
+    _drop_parts(engine, task.source.path)
+    with engine.connect() as conn:
+        staged = reflect(conn, task.table) or {}
     with writing(engine) as conn:
-        if task.previous_table:
-            delete_file_rows(conn, task.previous_table, task.source.path)
-        ledger.clear_rows(conn, task.source.path)
-        ledger.forget_rejects(conn, task.source.path)
+        table_object(private, {c: staged[c] for c in task.columns}, dialect_family(engine)).create(conn)
     ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
+    return dataclasses.replace(task, into=private)
+
+
+def _drop_parts(engine: Engine, path: str) -> None:
+    prefix = part_prefix(path)
+    with engine.connect() as conn:
+        leftovers = [name for name in sa.inspect(conn).get_table_names() if name.startswith(prefix)]
+    if leftovers:
+        log.info("%s: dropping %s, left by a run that was stopped", path, ", ".join(leftovers))
+        drop_tables(engine, leftovers)
 
 
 class Assembler:
@@ -63,17 +89,30 @@ class Assembler:
         self.max_errors = max_errors
         self.expected: dict[str, int] = {}
         self.results: dict[str, list[FileResult]] = {}
+        self.private: dict[str, str] = {}
 
     def expect(self, tasks: list[LoadTask]) -> None:
         for task in tasks:
             self.expected[task.source.path] = self.expected.get(task.source.path, 0) + 1
+            self.private[task.source.path] = task.load_table
 
     def add(self, task: LoadTask, result: FileResult) -> FileResult | None:
         path = task.source.path
         self.results.setdefault(path, []).append(result)
         if len(self.results[path]) < self.expected[path]:
             return None
-        return self._finish(task, self.results.pop(path))
+        try:
+            return self._finish(task, self.results.pop(path))
+        finally:
+            drop_tables(self.engine, [self.private.pop(path)])
+
+    def discard(self) -> None:
+        """Drop the private tables of files still loading (the run stops; their workers were stopped)."""
+        try:
+            drop_tables(self.engine, list(self.private.values()))
+        except sa.exc.SQLAlchemyError as exc:  # the next load of each file drops them
+            log.debug("could not drop private tables: %s", exc)
+        self.private.clear()
 
     def _finish(self, task: LoadTask, parts: list[FileResult]) -> FileResult:
         merged = FileResult(
@@ -93,27 +132,18 @@ class Assembler:
             errors = [f"more than MAX_ERRORS={self.max_errors} rejected rows across its ranges"]
         if errors:
             merged.status, merged.error = ledger.FAILED, errors[0]
-            self._undo(task, merged)
+            self._fail(task, merged)
         else:
-            with writing(self.engine) as conn:
-                ledger.record_loaded(
-                    conn,
-                    task.source.path,
-                    task.table,
-                    task.source.size,
-                    task.source.fingerprint,
-                    merged.rows_loaded,
-                    merged.rows_rejected,
-                    task.run_id,
-                )
+            try:
+                if not _move_in(self.engine, task, merged):
+                    merged.status, merged.error, merged.rows_loaded = "skipped", "loaded meanwhile by another run", 0
+            except _MoveFailed as exc:
+                merged.status, merged.error = ledger.FAILED, str(exc)
+                self._fail(task, merged)
         return merged
 
-    def _undo(self, task: LoadTask, merged: FileResult) -> None:
-        with writing(self.engine) as conn:
-            removed = delete_file_rows(conn, task.table, task.source.path)
-        log.warning(
-            "%s failed in one of its ranges; removed the %d row(s) the others loaded", task.source.path, removed
-        )
+    def _fail(self, task: LoadTask, merged: FileResult) -> None:
+        log.warning("%s failed: %s; none of its rows went into %s", task.source.path, merged.error, task.table)
         ledger.record_attempt(
             self.engine,
             task.source.path,
@@ -125,6 +155,41 @@ class Assembler:
             task.run_id,
         )
         merged.rows_loaded = 0
+
+
+class _MoveFailed(Exception):
+    pass
+
+
+def _move_in(engine: Engine, task: LoadTask, merged: FileResult) -> bool:
+    """Move the file's rows from its private table into the staging table with its ledger row, in one
+    transaction; returns False (moving nothing) when another run loaded this content meanwhile.
+
+    Raises _MoveFailed (the transaction rolled back) when the database refuses.
+    """
+    path, fingerprint = task.source.path, task.source.fingerprint
+    try:
+        with engine.connect() as conn:
+            loaded_as = reflect(conn, task.load_table) or {}
+        # A range may have widened a column of the private table: the staging table must hold it too.
+        widen(engine, task.table, loaded_as, task.settings.deals_view)
+        with writing(engine) as conn:
+            if claim_file(conn, task).loaded_by_another(task.table, fingerprint, task.run_id):
+                return False
+            quote = conn.dialect.identifier_preparer.quote
+            columns = ", ".join(quote(c) for c in [*task.columns, SOURCE_COLUMN])
+            moved = conn.exec_driver_sql(
+                f"INSERT INTO {quote(task.table)} ({columns}) SELECT {columns} FROM {quote(task.load_table)}"
+            ).rowcount
+            if moved != merged.rows_loaded:
+                raise _MoveFailed(f"internal error: {merged.rows_loaded} rows loaded in ranges but {moved} to move")
+            ledger.record_loaded(
+                conn, path, task.table, task.source.size, fingerprint, moved, merged.rows_rejected, task.run_id
+            )
+            ledger.keep_rejects_of(conn, path, fingerprint, task.run_id)
+    except sa.exc.SQLAlchemyError as exc:
+        raise _MoveFailed(f"moving its rows into {task.table} failed: {describe_db_error(exc, engine.url)}") from None
+    return True
 
 
 def _method(parts: list[FileResult]) -> str:

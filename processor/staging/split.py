@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .steady import Stamp
+
 CHUNK = 8 * 1024 * 1024
 
 
@@ -33,6 +35,7 @@ class ByteRange:
 class SplitPlan:
     fingerprint: str
     ranges: tuple[ByteRange, ...]
+    stamp: Stamp | None = None  # the file as this pass found it: every range must find it the same
 
 
 def plan_split(raw: BinaryIO, size: int, parts: int, header: bool) -> SplitPlan | None:

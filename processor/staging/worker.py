@@ -13,6 +13,7 @@ the process boundary.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import logging
 import random
@@ -35,6 +36,7 @@ from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_strea
 from .records import printable, read_records
 from .rows import RowChecker
 from .split import ByteRange, open_range
+from .steady import Stamp, check_steady, stamp_of, steady
 from .tables import delete_file_rows, reflect, widen
 from .target import DataProblem, Disconnected, Target
 from .verify import verifying
@@ -61,6 +63,13 @@ class LoadTask:
     nullish: tuple[frozenset[str], ...] = ()  # per column, what the sample held for nothing (see schema.nullish)
     byte_range: ByteRange | None = None  # one piece of a big file; the parent owns the file's ledger row
     sampled_whole: bool = False  # the sample read every row
+    into: str | None = None  # a big file's private table, where its ranges load until the file moves in whole
+    stamp: Stamp | None = None  # the file as the pass that cut it into ranges found it
+
+    @property
+    def load_table(self) -> str:
+        """The table this task writes: the staging table, or the file's private table for a range."""
+        return self.into or self.table
 
     @property
     def verify(self) -> bool:
@@ -77,11 +86,23 @@ class LoadTask:
     def first_line(self) -> int:
         return self.byte_range.first_line if self.byte_range else 1
 
+    @contextlib.contextmanager
     def open(self):
-        """The bytes this task loads: the whole file, or its range."""
+        """The bytes this task loads: the whole file, or its range; raises FileChanged, after the last byte was
+        read, when a local file changed meanwhile (see steady.py)."""
+        before = stamp_of(self.source)
         if self.byte_range:
-            return open_range(self.source.location, self.byte_range)
-        return open_binary(self.source, self.settings.load_retries)
+            opened = open_range(self.source.location, self.byte_range)
+        else:
+            opened = open_binary(self.source, self.settings.load_retries)
+        with opened as raw:
+            try:
+                yield raw
+            except Exception:  # torn rows, a failed COPY: the file changing under it explains them
+                if steady(self.source, before, self.stamp):
+                    raise
+                check_steady(self.source, before, self.stamp)  # raises FileChanged
+        check_steady(self.source, before, self.stamp)
 
 
 @dataclass
@@ -119,6 +140,10 @@ class _NeedsWidening(Exception):
     pass
 
 
+class _LoadedElsewhere(Exception):
+    """Another run committed this very content while this load waited for the file's ledger row."""
+
+
 def load_file(task: LoadTask) -> FileResult:
     """Load one file into its table; never raises (failures come back in the result)."""
     started = time.monotonic()
@@ -131,6 +156,9 @@ def load_file(task: LoadTask) -> FileResult:
             _check_header(task)
         outcome = _load_with_retries(engine, task, result)
         result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
+    except _LoadedElsewhere:
+        result.status, result.error = "skipped", "loaded meanwhile by another run"
+        log.info("%s: loaded meanwhile by another run; this load rolled back", task.source.path)
     except _Failed as failed:
         _fail(engine, task, result, str(failed), failed.rejects)
     except Exception as exc:  # any other error fails this file alone
@@ -207,7 +235,7 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
     fast = bulk_allowed
     for _ in range(MAX_WIDENINGS):
         target = Target(
-            task.table,
+            task.load_table,
             task.source.path,
             task.columns,
             types,
@@ -223,7 +251,8 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
         outcome = _careful(engine, writer, task, target)
         if not outcome.needed:
             return outcome
-        wider = widen(engine, task.table, {task.columns[i]: t for i, t in outcome.needed.items()}, settings.deals_view)
+        needed = {task.columns[i]: t for i, t in outcome.needed.items()}
+        wider = widen(engine, task.load_table, needed, None if task.into else settings.deals_view)
         for index in outcome.needed:
             changes.append(f"widened {task.table}.{task.columns[index]} to {wider[task.columns[index]].kind}")
         types = tuple(wider[c] for c in task.columns)
@@ -232,17 +261,31 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
 
 
 def _file_types(conn: Connection, task: LoadTask) -> tuple:
-    table = reflect(conn, task.table)
+    table = reflect(conn, task.load_table)
     missing = [c for c in task.columns if table is None or c not in table]
     if missing:
         raise _Failed(f"table {task.table} lacks column(s) {', '.join(missing)}; it changed during the run")
     return tuple(table[c] for c in task.columns)
 
 
-def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> None:
+def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> ledger.Claim | None:
+    """Start a file's transaction: lock its ledger row (a concurrent load of it waits here), then remove
+    the rows of its earlier version. A range only writes its file's private table."""
     writer.begin(conn, target)
-    if task.previous_table and task.byte_range is None:
-        delete_file_rows(conn, task.previous_table, task.source.path)
+    if task.byte_range is not None:
+        return None
+    return claim_file(conn, task)
+
+
+def claim_file(conn: Connection, task: LoadTask) -> ledger.Claim:
+    """Lock the file's ledger row for this transaction, then remove the rows of its earlier version: where the
+    ledger knew them when the run planned, and where it says they are now (another run may have committed
+    them since). After the lock, so that a file's rows are never in twice."""
+    claim = ledger.claim(conn, task.source.path)
+    holding = claim.table_name if claim.content_hash is not None else None
+    for table in sorted({task.previous_table, holding} - {None}):
+        delete_file_rows(conn, table, task.source.path)
+    return claim
 
 
 def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
@@ -257,7 +300,7 @@ def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _O
 
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
     with writing(engine) as conn:
-        _begin(conn, writer, task, target)
+        claim = _begin(conn, writer, task, target)
         with task.open() as raw, verifying(target, task.read_format, needed=task.verify) as verifier:
             reader = HashingReader(raw)
             if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
@@ -274,17 +317,23 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
             misfit = verifier.finish() if verifier else None
             if misfit:
                 raise DataProblem(misfit)
-        _record(conn, task, reader.fingerprint, rows, [])
+        _record(conn, task, claim, reader.fingerprint, rows, [])
     return _Outcome(rows, 0, writer.NAME)
 
 
-def _record(conn: Connection, task: LoadTask, streamed: str, rows: int, rejects: list[Reject]) -> None:
+def _record(
+    conn: Connection, task: LoadTask, claim: ledger.Claim | None, streamed: str, rows: int, rejects: list[Reject]
+) -> None:
+    """Write the file's ledger row in its transaction; raises _LoadedElsewhere when another run put this
+    content in meanwhile (the transaction then rolls back: the file is never in twice)."""
     # A source with a fingerprint of its own (a zip member's CRC, a remote ETag) is known by it, so a
     # later run can tell it unchanged without reading it; other files by the hash of their bytes.
     fingerprint = task.source.fingerprint or streamed
     if task.byte_range:
         ledger.add_rejects(conn, task.source.path, fingerprint, rejects, task.run_id)
         return
+    if claim is not None and claim.loaded_by_another(task.table, fingerprint, task.run_id):
+        raise _LoadedElsewhere()
     ledger.record_loaded(
         conn, task.source.path, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id
     )
@@ -303,7 +352,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
     rejects: list[Reject] = []
     try:
         with writing(engine) as conn:
-            _begin(conn, writer, task, target)
+            claim = _begin(conn, writer, task, target)
             with task.open() as raw:
                 reader = HashingReader(raw)
                 stream = text_stream(reader, task.read_format, errors="surrogateescape")
@@ -314,7 +363,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
                 raise _NeedsWidening()
             if seen != loaded + len(rejects):
                 raise _Failed(f"internal error: {seen} rows read but {loaded} loaded and {len(rejects)} rejected")
-            _record(conn, task, reader.fingerprint, loaded, rejects)
+            _record(conn, task, claim, reader.fingerprint, loaded, rejects)
     except _NeedsWidening:
         return _Outcome(0, len(rejects), "rows", dict(checker.needed))
     return _Outcome(loaded, len(rejects), "rows")
