@@ -5,15 +5,23 @@ The executor is the only difference between the three: same tasks, same results.
 Each worker process builds its own database engine on first use (see `db.engine_for`), so no
 connection is ever shared across processes. Workers ignore Ctrl-C: the parent decides, and on
 an interrupt it terminates them, so their open transactions roll back in the database.
+
+Workers never outlive the run: SIGTERM unwinds the task in flight (its transaction rolls back,
+its named pipe is removed) and ends the process; and a worker whose parent dies gets that SIGTERM
+from the kernel (PR_SET_PDEATHSIG on Linux) or, failing that, from a thread that watches the parent.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,14 +38,101 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _worker_init(level: int, secrets: list[str], environment: dict[str, str]) -> None:
-    """Workers ignore Ctrl-C (the parent stops them), see the parent's environment as it is now (the
-    fork server started earlier), and log like the parent, secrets masked."""
+STOP_GRACE_SECONDS = 3  # a stopped worker that cannot unwind by then (a driver waiting on its server) exits anyway
+WATCH_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerStopped(BaseException):
+    """Raised in a worker by SIGTERM: unwinds the task in flight (never caught as a file's failure)."""
+
+
+_in_task = False
+_on_stop: list[Callable[[], None]] = []
+
+
+def on_stop(cleanup: Callable[[], None]) -> None:
+    """Run `cleanup` first thing when this worker is stopped (before its stack unwinds, which may hang)."""
+    _on_stop.append(cleanup)
+
+
+def _worker_init(level: int, secrets: list[str], environment: dict[str, str], parent: int | None = None) -> None:
+    """Workers ignore Ctrl-C (the parent stops them), stop on SIGTERM and with their parent, see the parent's
+    environment as it is now (the fork server started earlier), and log like the parent, secrets masked."""
     from .feedback import configure_logging
 
     os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop)
     configure_logging(logging.getLevelName(level), secrets)
+    if parent is not None:
+        _die_with(parent)
+
+
+def _stop(signum: int, _frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    timer = threading.Timer(STOP_GRACE_SECONDS, os._exit, (128 + signum,))
+    timer.daemon = True
+    timer.start()
+    for cleanup in _on_stop:
+        cleanup()
+    if not _in_task:
+        os._exit(128 + signum)  # idle: nothing to undo
+    raise WorkerStopped(signum)
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM this worker when `parent` (the run's process) dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # when the process that forked us dies
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the watch below still works
+            pass
+    watch = threading.Thread(target=_watch, args=(parent, os.getppid()), name="parent-watch", daemon=True)
+    watch.start()
+
+
+def _watch(parent: int, forker: int) -> None:
+    # A pool worker's parent is the fork server, which outlives the run while workers live: so the
+    # run's own process is watched, through a pidfd where there is one (readable the moment it exits).
+    try:
+        handle = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])
+    else:
+        while process_alive(parent) and os.getppid() == forker:
+            time.sleep(WATCH_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (one of another user counts; a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _in_worker(function: Callable[[T], R], task: T) -> R:
+    """Run one task in a pool worker; a stopped worker unwinds the task, then exits."""
+    global _in_task
+    _in_task = True
+    try:
+        return function(task)
+    except WorkerStopped as stopped:
+        os._exit(128 + stopped.args[0])
+    finally:
+        _in_task = False
 
 
 def _context():
@@ -71,10 +166,10 @@ def _on_pool(function, pending: list, settings: Settings, on_crash) -> Iterator:
         max_workers=min(settings.load_workers, len(pending)),
         mp_context=_context(),
         initializer=_worker_init,
-        initargs=(logging.getLogger().level, settings.secrets(), dict(os.environ)),
+        initargs=(logging.getLogger().level, settings.secrets(), dict(os.environ), os.getpid()),
     )
     try:
-        futures: dict[Future, Any] = {pool.submit(function, task): task for task in pending}
+        futures: dict[Future, Any] = {pool.submit(_in_worker, function, task): task for task in pending}
         while futures:
             done, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:

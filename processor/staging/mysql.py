@@ -25,6 +25,7 @@ from typing import BinaryIO
 import pymysql
 from sqlalchemy.engine import Connection
 
+from ..parallel import on_stop, process_alive
 from ..schema import NULL_WORD
 from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
@@ -240,7 +241,9 @@ class _Feeder:
 
     @contextlib.contextmanager
     def pipe(self) -> Iterator[str]:
-        folder = tempfile.mkdtemp(prefix="processor-")
+        sweep_pipes()
+        folder = tempfile.mkdtemp(prefix=f"{PIPE_PREFIX}{os.getpid()}-")
+        _pipes.add(folder)
         self._path = os.path.join(folder, "data.csv")
         os.mkfifo(self._path, 0o600)
         self._thread = threading.Thread(target=self._run, name="load-data-feeder", daemon=True)
@@ -249,8 +252,7 @@ class _Feeder:
             yield self._path
         finally:
             self.finish()
-            os.unlink(self._path)
-            os.rmdir(folder)
+            _remove(folder)
 
     def finish(self) -> None:
         """Wait for the feeder; unblock it if the server never opened the pipe."""
@@ -295,6 +297,42 @@ class _Feeder:
             pass
         except Exception as exc:  # reported by bulk() after the statement
             self.error = exc
+
+
+PIPE_PREFIX = "processor-"
+_swept = False
+_pipes: set[str] = set()  # this process's pipe folders
+
+
+def _remove(folder: str) -> None:
+    """Remove a pipe folder and what it holds (a pipe still open is removed all the same)."""
+    _pipes.discard(folder)
+    with contextlib.suppress(OSError):
+        for leftover in os.listdir(folder):
+            os.unlink(os.path.join(folder, leftover))
+        os.rmdir(folder)
+
+
+def _remove_own_pipes() -> None:
+    for folder in list(_pipes):
+        _remove(folder)
+
+
+on_stop(_remove_own_pipes)  # a stopped worker removes its pipes before anything else
+
+
+def sweep_pipes() -> None:
+    """Remove the pipe folders that processes killed mid-load (kill -9) left in the temporary folder; once per process."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        owner = name[len(PIPE_PREFIX) :].split("-", 1)[0]
+        if not name.startswith(PIPE_PREFIX) or not owner.isdigit() or process_alive(int(owner)):
+            continue
+        _remove(os.path.join(base, name))
 
 
 def _null_word_pattern(delimiter: str) -> re.Pattern[bytes]:
