@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
+import subprocess
+import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from processor.staging.loader import load
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_csv(path: Path, header, rows, **kwargs) -> Path:
@@ -73,3 +79,55 @@ def ledger_rows(engine: sa.Engine) -> dict[str, dict]:
 def reject_rows(engine: sa.Engine, path: str | None = None) -> list[dict]:
     rows = read_table(engine, "_processor_rejects", order_by="path,line")
     return [r for r in rows if path is None or r["path"] == path]
+
+
+# ---------------------------------------------------------------- the real command, as a process
+
+
+def index_env(folder: Path | None, url: str, **env: str) -> dict[str, str]:
+    """The environment of a `python index.py` run: only what is given (plus PATH and PYTHONPATH)."""
+    variables = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "DEST_SQL": url, "PROGRESS": "0"}
+    if folder is not None:
+        variables["SRC_DATA_FOLDER"] = str(folder)
+    return {**variables, **env}
+
+
+def start_index(step: str, env: dict[str, str]) -> subprocess.Popen:
+    """Start `python index.py <step>` in a session of its own (so a test can signal it, or its group)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "index.py"), step],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition, timeout: float = 120.0, what: str = "") -> None:
+    """Poll `condition` until it holds (database errors count as not yet); fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except sa.exc.SQLAlchemyError:
+            pass  # a table may not exist yet
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def session_processes(session: int) -> list[int]:
+    """Live (not zombie) processes of a session, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != b"Z":
+            found.append(int(entry))
+    return found

@@ -100,24 +100,6 @@ def test_kill_9_mid_load_then_rerun_equals_a_clean_run(tmp_path, db_url, engine_
 
 
 @pytest.mark.slow
-def test_kill_9_while_big_files_load_in_ranges_then_rerun(tmp_path, server_url, engine_of):
-    expected = write_files(tmp_path / "src", files=4)
-    engine = engine_of(server_url)
-    run = start_run(tmp_path / "src", server_url, SPLIT_MIN_BYTES="1000000")
-    wait_for(lambda: staged(engine), what="some ranges committed")
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait(timeout=30)
-    partial = staged(engine)
-    assert partial != expected  # killed half way, with ranges of some file committed
-    rerun = start_run(tmp_path / "src", server_url, SPLIT_MIN_BYTES="1000000")
-    out, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, err
-    assert "ranges" in err
-    assert staged(engine) == expected
-    assert set(statuses(engine).values()) == {"loaded"}
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("how, code", [("sigterm to the parent", 143), ("ctrl-c to the group", 130)])
 def test_stopping_rolls_back_in_flight_files_and_the_ledger_shows_what_finished(
     how, code, tmp_path, postgres_url, engine_of
