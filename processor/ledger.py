@@ -261,11 +261,6 @@ def add_rejects(conn: Connection, path: str, content_hash: str | None, found: It
         conn.execute(sa.insert(rejects), batch)
 
 
-def clear_rows(conn: Connection, path: str) -> None:
-    """Note that the table holds no row of this file any more (its rows were just removed)."""
-    conn.execute(sa.update(files).where(files.c.path == path).values(content_hash=None, rows_loaded=0))
-
-
 def mark_interrupted(engine: Engine, run_id: str) -> int:
     """Files still marked loading by this run were stopped; their transactions rolled back."""
     with writing(engine) as conn:
