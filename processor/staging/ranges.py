@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import time
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -67,7 +68,7 @@ def prepare(engine: Engine, task: LoadTask) -> LoadTask:
     with engine.connect() as conn:
         staged = reflect(conn, task.table) or {}
     with writing(engine) as conn:
-        table_object(private, {c: staged[c] for c in task.columns}, dialect_family(engine)).create(conn)
+        table_object(private, {c: staged[c] for c in task.columns}, dialect_family(engine), scratch=True).create(conn)
     ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
     return dataclasses.replace(task, into=private)
 
@@ -168,6 +169,7 @@ def _move_in(engine: Engine, task: LoadTask, merged: FileResult) -> bool:
     Raises _MoveFailed (the transaction rolled back) when the database refuses.
     """
     path, fingerprint = task.source.path, task.source.fingerprint
+    started = time.monotonic()
     try:
         with engine.connect() as conn:
             loaded_as = reflect(conn, task.load_table) or {}
@@ -189,6 +191,7 @@ def _move_in(engine: Engine, task: LoadTask, merged: FileResult) -> bool:
             ledger.keep_rejects_of(conn, path, fingerprint, task.run_id)
     except sa.exc.SQLAlchemyError as exc:
         raise _MoveFailed(f"moving its rows into {task.table} failed: {describe_db_error(exc, engine.url)}") from None
+    log.info("%s: its %d rows moved into %s in %.1f s", path, moved, task.table, time.monotonic() - started)
     return True
 
 

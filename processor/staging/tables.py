@@ -38,10 +38,13 @@ def has_source_column(conn: Connection, name: str) -> bool:
     return any(c["name"] == SOURCE_COLUMN for c in sa.inspect(conn).get_columns(name))
 
 
-def table_object(name: str, types: Mapping[str, ColumnType], family: str) -> sa.Table:
-    """A SQLAlchemy Table for a staging table (data columns, then the lineage column)."""
+def table_object(name: str, types: Mapping[str, ColumnType], family: str, scratch: bool = False) -> sa.Table:
+    """A SQLAlchemy Table for a staging table (data columns, then the lineage column); `scratch`: a table
+    whose rows are copied elsewhere before anyone needs them (UNLOGGED on PostgreSQL: no WAL written twice)."""
     columns = [sa.Column(column, sql_type(column_type, family)) for column, column_type in types.items()]
-    kwargs = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"} if family == "mysql" else {}
+    kwargs: dict = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"} if family == "mysql" else {}
+    if scratch and family == "postgresql":
+        kwargs["prefixes"] = ["UNLOGGED"]
     return sa.Table(name, sa.MetaData(), *columns, _source_column(family), **kwargs)
 
 
