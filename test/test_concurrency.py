@@ -224,3 +224,19 @@ def test_two_library_loads_that_bypass_the_lock_never_load_a_file_twice(tmp_path
     assert staged(engine) == expected
     assert versions(engine) == {"v2"}
     assert {p: e["rows_loaded"] for p, e in ledger_rows(engine).items()} == {p: n for p, (n, _) in expected.items()}
+
+
+@pytest.mark.parametrize(
+    "claim, skip",
+    [
+        (ledger.Claim("loaded", "parts", "sha256:a", "run-1"), True),  # another run put this content in
+        (ledger.Claim("loaded", "parts", "sha256:a", "run-2"), False),  # this run's own row
+        (ledger.Claim("loaded", "parts", "sha256:b", "run-1"), False),  # another version: replace it
+        (ledger.Claim("loaded", "other", "sha256:a", "run-1"), False),  # routed elsewhere now: load it here
+        (ledger.Claim("loading", "parts", "sha256:a", "run-1"), False),  # not committed by anyone
+        (ledger.Claim(), False),
+    ],
+    ids=["same content by another", "own run", "other content", "other table", "not loaded", "no row"],
+)
+def test_a_load_steps_back_only_for_the_same_content_committed_by_another_run(claim, skip):
+    assert claim.loaded_by_another("parts", "sha256:a", "run-2") is skip

@@ -236,3 +236,29 @@ def test_the_parent_killed_alone_then_an_immediate_rerun_loads_each_file_once(tm
     assert per_file(engine, "parts") == expected
     assert {entry["status"] for entry in ledger_rows(engine).values()} == {"loaded"}
     assert pipes_left(tmp_path / "tmp") == []
+
+
+def test_pipe_folders_of_dead_processes_are_swept_and_live_ones_kept(tmp_path, monkeypatch):
+    from processor.staging import mysql
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for owner in (dead.pid, os.getpid()):
+        folder = tmp_path / f"processor-{owner}-x1"
+        folder.mkdir()
+        os.mkfifo(folder / "data.csv")
+    (tmp_path / "processor-notapid").mkdir()
+    monkeypatch.setattr(mysql.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(mysql, "_swept", False)
+    mysql.sweep_pipes()
+    assert pipes_left(tmp_path) == [f"processor-{os.getpid()}-x1", "processor-notapid"]
+
+
+def test_a_zombie_parent_counts_as_dead():
+    from processor.parallel import process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_until(lambda: not process_alive(child.pid), timeout=30, what="the exited child to read as dead")
+    assert os.path.exists(f"/proc/{child.pid}")  # not reaped yet: a zombie
+    child.wait()
+    assert process_alive(os.getpid())
