@@ -127,6 +127,8 @@ class _ServerLock:
                 self.name = f"processor-run:{database}:{schema}"
             else:
                 self.name = f"processor-run:{self.conn.exec_driver_sql('SELECT DATABASE()').scalar()}"
+                # The lock connection idles for the whole run: MySQL closes idle sessions after 8 hours.
+                self.conn.exec_driver_sql("SET SESSION wait_timeout = 31536000")
         except sa.exc.DBAPIError as exc:
             raise DatabaseError(
                 f"cannot lock {display_url(engine.url)}: {describe_db_error(exc, engine.url)}"
