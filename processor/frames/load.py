@@ -26,9 +26,9 @@ from ..errors import ConfigError, LoadError
 from ..redact import redact
 from ..schema import normalise_name
 from ..staging.plan import TablePlan, overrides_by_table, plan_table
-from ..staging.tables import apply_plan, delete_file_rows, drop_tables, reflect
+from ..staging.tables import apply_plan, drop_tables, reflect
 from ..staging.target import DataProblem, Disconnected, Target
-from ..staging.worker import WRITERS, FileResult
+from ..staging.worker import WRITERS, FileResult, claim_file
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,7 @@ def _write(engine: Engine, target: Target, values, fingerprint: str, size: int, 
     previous = ledger.read(engine).get(target.path)
     with writing(engine) as conn:
         writer.begin(conn, target)
-        if previous is not None and previous.table_name:
-            delete_file_rows(conn, previous.table_name, target.path)
+        claim_file(conn, target.path, previous.table_name if previous else None)  # concurrent loads take turns
         loaded = writer.load_chunks(conn, target, values)
         ledger.record_loaded(conn, target.path, target.table, size, fingerprint, loaded, 0, run_id)
         ledger.forget_rejects(conn, target.path)

@@ -176,7 +176,7 @@ def _move_in(engine: Engine, task: LoadTask, merged: FileResult) -> bool:
         # A range may have widened a column of the private table: the staging table must hold it too.
         widen(engine, task.table, loaded_as, task.settings.deals_view)
         with writing(engine) as conn:
-            if claim_file(conn, task).loaded_by_another(task.table, fingerprint, task.run_id):
+            if claim_file(conn, path, task.previous_table).loaded_by_another(task.table, fingerprint, task.run_id):
                 return False
             quote = conn.dialect.identifier_preparer.quote
             columns = ", ".join(quote(c) for c in [*task.columns, SOURCE_COLUMN])

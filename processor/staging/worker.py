@@ -274,17 +274,17 @@ def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> ledger.C
     writer.begin(conn, target)
     if task.byte_range is not None:
         return None
-    return claim_file(conn, task)
+    return claim_file(conn, task.source.path, task.previous_table)
 
 
-def claim_file(conn: Connection, task: LoadTask) -> ledger.Claim:
+def claim_file(conn: Connection, path: str, previous_table: str | None) -> ledger.Claim:
     """Lock the file's ledger row for this transaction, then remove the rows of its earlier version: where the
     ledger knew them when the run planned, and where it says they are now (another run may have committed
     them since). After the lock, so that a file's rows are never in twice."""
-    claim = ledger.claim(conn, task.source.path)
+    claim = ledger.claim(conn, path)
     holding = claim.table_name if claim.content_hash is not None else None
-    for table in sorted({task.previous_table, holding} - {None}):
-        delete_file_rows(conn, table, task.source.path)
+    for table in sorted({previous_table, holding} - {None}):
+        delete_file_rows(conn, table, path)
     return claim
 
 
