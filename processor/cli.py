@@ -28,7 +28,7 @@ from .config import Settings, describe_options
 from .errors import ConfigError, Interrupted, ProcessorError
 from .feedback import FileProgress, configure_logging, use_bar
 from .pipeline import STEPS, run
-from .redact import redact
+from .redact import clean, clean_tree
 
 log = logging.getLogger("processor")
 
@@ -83,10 +83,11 @@ def main(argv: list[str] | None = None, prog: str = "processor") -> int:
         log.error("%s", exc)
         return exc.exit_code
     for line in report.lines():
-        print(redact(line, secrets))
+        print(clean(line, secrets))
     if settings.summary_json:
         with open(settings.summary_json, "w", encoding="utf-8") as handle:
-            json.dump(report.to_dict(), handle, indent=2, default=str)
+            summary = json.loads(json.dumps(report.to_dict(), default=str))
+            json.dump(clean_tree(summary, secrets), handle, indent=2)
     return report.exit_code
 
 

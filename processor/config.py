@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .names import name_problems
 
 if TYPE_CHECKING:
     from .pipedrive.fieldmap import FieldMap
@@ -115,9 +116,21 @@ def _column_types(raw: str) -> tuple[tuple[str, str, str], ...]:
         table, dot, column = target.rpartition(".")
         if not sep or not dot or not table or not column:
             raise ValueError(f"{item.strip()!r} is not table.column:type")
+        if "." in table:
+            raise ValueError(
+                f"{item.strip()!r}: schema-qualified table names are not supported; give table.column:type"
+            )
         parse_type_spec(spec)
         out.append((normalise_name(table), normalise_name(column), spec.strip().lower()))
     return tuple(out)
+
+
+def _source_name(raw: str) -> str | None:
+    """SOURCE_NAME: printable text naming a source; trailing '/' dropped (the name and a path join with one)."""
+    value = raw.strip().rstrip("/")
+    if any(not char.isprintable() for char in value):
+        raise ValueError("expected printable text without control characters")
+    return value or None
 
 
 def _executor(raw: str) -> str:
@@ -223,6 +236,22 @@ OPTIONS: tuple[Option, ...] = (
         "load every file into this one table; unset: one table per file stem",
         _optional,
         shown_default="unset",
+    ),
+    Option(
+        "SOURCE_NAME",
+        "source_name",
+        None,
+        "what this run's files are known by, beside their paths (keep it when a dump moves between folders)",
+        _source_name,
+        shown_default="the folder's absolute path, or the prefix or base URL",
+    ),
+    Option(
+        "REMOVE_GONE",
+        "remove_gone",
+        False,
+        "1 removes the rows and ledger entries of files gone from the source since their load",
+        _bool,
+        shown_default="0",
     ),
     Option(
         "LOAD_WORKERS",
@@ -429,6 +458,8 @@ class Settings:
     src_header: bool = True
     dest_sql: str = field(default=DEFAULT_DEST_SQL, repr=False)
     dest_table: str | None = None
+    source_name: str | None = None
+    remove_gone: bool = False
     load_workers: int = os.cpu_count() or 1
     full_refresh: bool = False
     max_errors: int = 100
@@ -485,21 +516,18 @@ class Settings:
                 problems.append(f"{option.env}={shown}: {exc}")
         if values.get("executor") == "dask" and not values.get("dask_scheduler_address"):
             problems.append("EXECUTOR=dask needs DASK_SCHEDULER_ADDRESS (tcp://host:port of the scheduler)")
+        problems += name_problems(cls(**values))
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)
 
     def secrets(self) -> list[str]:
         """The values that must never be shown: passwords (database, source URLs), URL query strings, the token."""
-        from sqlalchemy.engine import make_url
-
+        from .db import url_secrets as database_secrets
         from .find.roots import url_secrets
 
-        try:
-            password = make_url(self.dest_sql).password
-        except Exception:  # an unparseable URL is reported elsewhere; nothing to mask
-            password = None
-        return [s for s in (password, self.pipedrive_api_key, *url_secrets(self.src_data_folder)) if s]
+        found = [*database_secrets(self.dest_sql), self.pipedrive_api_key, *url_secrets(self.src_data_folder)]
+        return [s for s in found if s]
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are frozen)."""

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import parse_qsl, quote, unquote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .errors import ConfigError, DatabaseError
-from .redact import redact
+from .redact import MASK, redact
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,13 @@ CONNECT_TIMEOUT = 10
 SQLITE_BUSY_TIMEOUT = 3600  # workers take turns writing to one SQLite file
 
 
+_SECRET_QUERY = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+ESCAPE_HINT = (
+    "percent-encode the characters of the user name and password that a URL reserves: '@' as %40, ':' as %3A, "
+    "'/' as %2F, '?' as %3F, '#' as %23, '%' as %25 (e.g. postgresql://loader:p%40ss@host:5432/db)"
+)
+
+
 def normalise_url(raw: str) -> URL:
     """Parse DEST_SQL and pin the driver we ship; raises ConfigError with the fix."""
     try:
@@ -46,6 +55,12 @@ def normalise_url(raw: str) -> URL:
             "DEST_SQL is not a database URL; expected e.g. sqlite:///processor.db, "
             "postgresql://user:password@host:5432/db or mysql://user:password@host:3306/db"
         ) from None
+    except ValueError:  # a port that is not a number, often the second half of a password with an '@'
+        raise ConfigError(
+            f"DEST_SQL cannot be read: its port is not a number; if the password holds them, {ESCAPE_HINT}"
+        ) from None
+    if ambiguous(url):
+        raise ConfigError(f"DEST_SQL cannot be read unambiguously: the host holds an '@'; {ESCAPE_HINT}")
     driver = _DRIVERS.get(url.drivername)
     if driver is None:
         raise ConfigError(
@@ -61,14 +76,52 @@ def normalise_url(raw: str) -> URL:
     return url
 
 
+def ambiguous(url: URL) -> bool:
+    """Whether a parsed URL may not be what its writer meant: an unescaped '@' left in the host."""
+    return "@" in (url.host or "")
+
+
 def display_url(url: URL | str) -> str:
-    """The URL with its password masked, for logs, reports and errors."""
+    """The URL with its password and credential-like query values masked, for logs, reports and errors."""
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except ArgumentError:
-            return "(unparseable URL)"
-    return url.render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            return "(a database URL that cannot be read)"
+    if ambiguous(url):
+        return f"{url.drivername}://(a URL whose host cannot be told from its password)"
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    pairs = [(key, value) for key, values in url.query.items() for value in _values(values)]
+    if not pairs:
+        return shown
+    return (
+        shown + "?" + "&".join(f"{key}={MASK if _SECRET_QUERY.search(key) else quote(value)}" for key, value in pairs)
+    )
+
+
+def _values(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def url_secrets(raw: str) -> list[str]:
+    """Every part of a database URL that must never be printed: its password, query values that carry
+    credentials, and, for a URL with an unescaped '@', every piece its password could be."""
+    found: list[str] = []
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        url = None
+    if url is not None:
+        found.append(url.password or "")
+        found += [v for key, values in url.query.items() if _SECRET_QUERY.search(key) for v in _values(values)]
+    rest = raw.split("://", 1)[-1]
+    for at in (i for i, char in enumerate(rest) if char == "@"):
+        _user, colon, password = rest[:at].partition(":")
+        if colon:
+            found += [password, unquote(password), *password.split("@")]
+    query = rest.split("?", 1)[1] if "?" in rest else ""
+    found += [value for key, value in parse_qsl(query) if _SECRET_QUERY.search(key)]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
 
 
 def dialect_family(engine: Engine) -> str:
@@ -165,7 +218,7 @@ def check_connection(engine: Engine) -> None:
 def describe_db_error(exc: BaseException, url: URL | None = None) -> str:
     """The first line of a driver error, without SQL parameters or passwords."""
     text = first_line(getattr(exc, "orig", None) or exc)
-    secrets = [url.password] if url is not None and url.password else []
+    secrets = url_secrets(url.render_as_string(hide_password=False)) if url is not None else []
     return redact(text, secrets)
 
 

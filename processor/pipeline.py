@@ -63,7 +63,7 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
         if step == "status":
             from .status import ledger_status
 
-            report.status = ledger_status(engine)
+            report.status = ledger_status(engine, settings)
             return report
         if step == "all" and settings.sync_dry_run:  # a dry run plans from what is already staged and built
             report.notes.append("load and transform: skipped, SYNC_DRY_RUN=1 plans from what is already staged")

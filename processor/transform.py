@@ -34,8 +34,10 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from .config import Settings
 from .db import describe_db_error, dialect_family, display_url
-from .errors import TransformError
+from .errors import ConfigError, TransformError
+from .names import check_names
 from .schema import column_type_of, normalise_name
+from .staging.tables import SOURCE_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +330,6 @@ def reflect_staging(settings: Settings, conn: Connection) -> StagingTables:
                 f"load a file with that header or set {variable} to the right table"
             )
         found[role] = table
-    if settings.deals_view in {table.name for table in found.values()}:
-        problems.append(f"DEALS_VIEW={settings.deals_view} is a staging table; choose another name")
     if problems:
         raise TransformError("cannot build the deals: " + "; ".join(problems))
     return StagingTables(**found)
@@ -338,10 +338,12 @@ def reflect_staging(settings: Settings, conn: Connection) -> StagingTables:
 def build_deals(settings: Settings, engine: Engine) -> TransformReport:
     """Create or replace the deals view (or table) and count what it holds; raises TransformError."""
     started = time.perf_counter()
+    check_names(settings)
     family = dialect_family(engine)
     kind = "table" if settings.deals_materialize else "view"
     try:
         with engine.begin() as conn:
+            _refuse_to_replace_staging(conn, settings.deals_view)
             tables = reflect_staging(settings, conn)
             indexes = _ensure_indexes(conn, tables, family)
         select = deals_select(settings, tables)
@@ -387,6 +389,16 @@ def _begin_sqlite(conn: Connection, family: str) -> None:
     # DDL would commit statement by statement; an explicit BEGIN makes DROP + CREATE one transaction.
     if family == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
         conn.exec_driver_sql("BEGIN")
+
+
+def _refuse_to_replace_staging(conn: Connection, name: str) -> None:
+    """DEALS_VIEW may replace an earlier deals view or table, never a table of loaded rows; raises ConfigError."""
+    columns = sa.inspect(conn).get_columns(name) if _existing_kind(conn, name) == "table" else []
+    if any(column["name"] == SOURCE_COLUMN for column in columns):
+        raise ConfigError(
+            f"invalid configuration:\n  DEALS_VIEW={name!r}: {name} is a staging table (it holds loaded rows); "
+            "building the deals would replace it: choose another name"
+        )
 
 
 def _existing_kind(conn: Connection, name: str) -> str | None:

@@ -66,6 +66,11 @@ def count(engine: sa.Engine, table: str, where: str = "") -> int:
         return conn.execute(sa.text(f"SELECT COUNT(*) FROM {quoted} {where}")).scalar_one()
 
 
+def lineage(folder: Path, path: str) -> str:
+    """The `_source_file` of the rows of `path` loaded from the folder `folder`: where the file is."""
+    return f"{Path(folder).as_posix()}/{path}"
+
+
 def ledger_rows(engine: sa.Engine) -> dict[str, dict]:
     return {row["path"]: row for row in read_table(engine, "_processor_files")}
 

@@ -131,7 +131,7 @@ def test_status_reads_the_ledger_and_names_what_is_not_in(tmp_path):
     assert status.returncode == 1, status.stderr
     assert "2 file(s): 1 failed, 1 loaded" in status.stdout
     assert "good: 3 rows from 1 file(s), 0 rejected" in status.stdout
-    [failed] = [line for line in status.stdout.splitlines() if line.strip().startswith("bad.csv")]
+    [failed] = [line for line in status.stdout.splitlines() if line.strip().startswith(f"{src}/bad.csv:")]
     assert "failed" in failed and "MAX_ERRORS" in failed
     assert "rejected rows: 1," in status.stdout
 

@@ -53,7 +53,7 @@ def open_binary(source: SourceFile, retries: int = 3) -> Iterator[BinaryIO]:
     A remote file is streamed in ranged requests, each retried up to `retries` times (LOAD_RETRIES).
     """
     archive = source.compression == "zip"  # a member's fingerprint is its CRC, not the archive's
-    with open_location(source.location, retries, None if archive else source.fingerprint) as raw:
+    with open_location(source.location, retries, None if archive else source.fingerprint, source.root) as raw:
         if source.compression == "zip":
             with zipfile.ZipFile(raw) as archive, archive.open(source.member) as member:
                 yield member

@@ -22,9 +22,13 @@ from .. import extras, ledger
 from ..config import Settings
 from ..db import check_connection, create_engine, dialect_family, release_engines
 from ..find import Discovery, SourceFile, discover
+from ..find.presence import VANISHED, vanished
+from ..find.streams import open_location
+from ..names import check_names
 from ..parallel import run_tasks
-from ..schema import normalise_name, table_name_for
+from ..schema import table_name_for
 from .files import file_fingerprint
+from .gone import find_gone, settle_gone
 from .plan import TablePlan, overrides_by_table, plan_table
 from .profile import FileProfile, profile_file
 from .ranges import Assembler, parts_for, prepare, range_tasks
@@ -68,7 +72,8 @@ class Profiled:
 def load(settings: Settings, engine: Engine | None = None, progress: Progress | None = None) -> LoadReport:
     """Stage every matching file; raises SourceError, ConfigError or DatabaseError before any load starts."""
     extras.check(settings.src_data_folder, settings.executor)
-    discovery = discover(settings.src_data_folder, settings.src_file_name, settings.load_retries)
+    check_names(settings)
+    discovery = discover(settings.src_data_folder, settings.src_file_name, settings.load_retries, settings.source_name)
     own = engine is None
     engine = engine or create_engine(settings.dest_sql)
     try:
@@ -83,16 +88,18 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
     started = time.monotonic()
     check_connection(engine)
     ledger.ensure(engine)
-    report = LoadReport(run_id=str(uuid.uuid4()), matches=discovery.matches, workers=settings.load_workers)
+    report = LoadReport(
+        run_id=str(uuid.uuid4()), matches=discovery.matches, workers=settings.load_workers, source=discovery.source
+    )
     routes = {source.path: route_table(source, settings) for source in discovery.files}
     if settings.full_refresh:
         _full_refresh(engine, sorted(set(routes.values())))
-    entries = ledger.read(engine)
+    entries = _known(engine, settings, discovery, report)
     if progress:
         progress.expect(len(discovery.files))
     family = dialect_family(engine)
     tasks = [
-        ProfileTask(settings, s, routes[s.path], entries.get(s.path), parts_for(s, settings, family))
+        ProfileTask(settings, s, routes[s.path], entries.get(ledger.key_of(s)), parts_for(s, settings, family))
         for s in discovery.files
     ]
     profiled = list(run_tasks(profile_source, tasks, settings, _profile_crash))
@@ -126,10 +133,20 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
     return report
 
 
+def _known(engine: Engine, settings: Settings, discovery: Discovery, report: LoadReport) -> dict[str, ledger.Entry]:
+    """The ledger's entries by key, once the files of an upgraded ledger are adopted by this source and the
+    files gone from it are noted (and, with REMOVE_GONE, removed)."""
+    entries = ledger.adopt(engine, discovery.files, ledger.read(engine))
+    listed = {source.path for source in discovery.files}
+    gone = find_gone(settings, discovery.source, entries.values(), listed)
+    report.gone = settle_gone(engine, settings, gone, report.run_id)
+    return entries
+
+
 def route_table(source: SourceFile, settings: Settings) -> str:
-    """The staging table a file loads into: DEST_TABLE, or the file's sanitised stem."""
+    """The staging table a file loads into: DEST_TABLE (as written: names.py refuses any other), or the file's stem."""
     if settings.dest_table:
-        return normalise_name(settings.dest_table) or "data"
+        return settings.dest_table
     return table_name_for(source.path)
 
 
@@ -150,6 +167,8 @@ def profile_source(task: ProfileTask) -> Profiled:
             return Profiled(source, task.table, skip="empty file")
         split = _split(task, profile)
     except (OSError, csv.Error, UnicodeError, zipfile.BadZipFile, EOFError) as exc:
+        if vanished(source, exc):
+            return Profiled(source, task.table, skip=VANISHED)
         return Profiled(source, task.table, error=f"cannot read the file: {exc}")
     if task.split_parts >= 2 and _unchanged(task, split.fingerprint if split else None):
         return Profiled(source, task.table, skip="unchanged since it was loaded")
@@ -160,7 +179,7 @@ def _split(task: ProfileTask, profile: FileProfile) -> SplitPlan | None:
     """For a big file: its ranges and fingerprint, from one pass over it."""
     if task.split_parts < 2 or not profile.format.ascii_compatible:
         return None
-    with open(task.source.location, "rb") as raw:
+    with open_location(task.source.location, 0, root=task.source.root) as raw:
         return plan_split(raw, task.source.size, task.split_parts, profile.format.header)
 
 
@@ -189,36 +208,34 @@ def _load_crash(task: LoadTask, exc: BaseException) -> FileResult:
 
 
 def _settle(engine: Engine, report: LoadReport, profiled: list[Profiled], progress: Progress | None) -> list[Profiled]:
-    """Record skipped, empty and unreadable files; return the ones to load."""
+    """Record skipped, empty, vanished and unreadable files; return the ones to load."""
     ready = []
     for item in sorted(profiled, key=lambda p: p.source.path):
         if item.profile is not None:
             ready.append(item)
             continue
-        if item.error:
-            result = FileResult(item.source.path, item.table, ledger.FAILED, size=item.source.size, error=item.error)
-            ledger.record_attempt(
-                engine, item.source.path, item.table, item.source.size, ledger.FAILED, item.error, 0, report.run_id
-            )
-        elif item.skip == "empty file":
-            log.warning("%s is empty (no header, no rows): skipped", item.source.path)
-            result = FileResult(item.source.path, item.table, ledger.EMPTY, size=item.source.size)
-            ledger.record_attempt(
-                engine,
-                item.source.path,
-                item.table,
-                item.source.size,
-                ledger.EMPTY,
-                "empty file: skipped",
-                0,
-                report.run_id,
-            )
-        else:
-            result = FileResult(item.source.path, item.table, "skipped", size=item.source.size, error=item.skip)
+        status, noted = _outcome(item)
+        error = item.error if status == ledger.FAILED else item.skip
+        result = FileResult(item.source.path, item.table, status, size=item.source.size, error=error)
+        if noted:
+            ledger.record_attempt(engine, item.source, item.table, item.source.size, status, noted, 0, report.run_id)
         report.files.append(result)
         if progress:
             progress(result)
     return ready
+
+
+def _outcome(item: Profiled) -> tuple[str, str | None]:
+    """A file that needs no load: its status, and what the ledger notes of it (None: nothing, it is unchanged)."""
+    if item.error:
+        return ledger.FAILED, item.error
+    if item.skip == "empty file":
+        log.warning("%s is empty (no header, no rows): skipped", item.source.path)
+        return ledger.EMPTY, "empty file: skipped"
+    if item.skip == VANISHED:
+        log.warning("%s: %s", item.source.path, VANISHED)
+        return ledger.GONE, VANISHED
+    return "skipped", None
 
 
 def _plan(engine: Engine, settings: Settings, ready: list[Profiled]) -> dict[str, TablePlan]:
@@ -247,7 +264,7 @@ def _load_tasks(
     tasks: list[LoadTask] = []
     assembler = Assembler(engine, settings.max_errors)
     for item in ready:
-        entry = entries.get(item.source.path)
+        entry = entries.get(ledger.key_of(item.source))
         # Whenever the ledger knows the file, rows of an earlier version or attempt may be in its table.
         previous = entry.table_name if entry is not None else None
         profile = item.profile
@@ -262,6 +279,7 @@ def _load_tasks(
             run_id,
             profile.nullish,
             sampled_whole=profile.whole,
+            previous_lineage=entry.lineage if entry is not None else None,
         )
         if item.split is None:
             tasks.append(task)
@@ -276,7 +294,7 @@ def _load_tasks(
 
 def _replacing(ready: list[Profiled], entries: dict[str, ledger.Entry]) -> list[str]:
     """Tables holding rows of a file this run loads again because its content changed."""
-    known = [entries.get(item.source.path) for item in ready]
+    known = [entries.get(ledger.key_of(item.source)) for item in ready]
     return sorted({e.table_name for e in known if e and e.table_name and e.status == "loaded" and e.rows_loaded})
 
 

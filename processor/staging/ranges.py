@@ -49,10 +49,10 @@ def prepare(engine: Engine, task: LoadTask) -> None:
     """Clear what an earlier version of the file left, and mark it loading (before its ranges start)."""
     with writing(engine) as conn:
         if task.previous_table:
-            delete_file_rows(conn, task.previous_table, task.source.path)
-        ledger.clear_rows(conn, task.source.path)
-        ledger.forget_rejects(conn, task.source.path)
-    ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
+            delete_file_rows(conn, task.previous_table, task.previous_lineage or task.source.lineage)
+        ledger.clear_rows(conn, task.source)
+        ledger.forget_rejects(conn, task.source)
+    ledger.mark_loading(engine, task.source, task.table, task.source.size, task.run_id)
 
 
 class Assembler:
@@ -98,7 +98,7 @@ class Assembler:
             with writing(self.engine) as conn:
                 ledger.record_loaded(
                     conn,
-                    task.source.path,
+                    task.source,
                     task.table,
                     task.source.size,
                     task.source.fingerprint,
@@ -110,13 +110,13 @@ class Assembler:
 
     def _undo(self, task: LoadTask, merged: FileResult) -> None:
         with writing(self.engine) as conn:
-            removed = delete_file_rows(conn, task.table, task.source.path)
+            removed = delete_file_rows(conn, task.table, task.source.lineage)
         log.warning(
             "%s failed in one of its ranges; removed the %d row(s) the others loaded", task.source.path, removed
         )
         ledger.record_attempt(
             self.engine,
-            task.source.path,
+            task.source,
             task.table,
             task.source.size,
             ledger.FAILED,

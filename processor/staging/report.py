@@ -6,6 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .. import ledger
+from ..redact import shown
+from .gone import Gone
 from .worker import FileResult
 
 
@@ -31,6 +33,8 @@ class LoadReport:
     schema_changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 1
+    source: str = ""  # what this run's files are known by: SOURCE_NAME, or the folder or URL
+    gone: Gone = field(default_factory=Gone)
 
     def _with(self, status: str) -> list[FileResult]:
         return [f for f in self.files if f.status == status]
@@ -41,7 +45,7 @@ class LoadReport:
 
     @property
     def skipped(self) -> list[FileResult]:
-        return [f for f in self.files if f.status in ("skipped", ledger.EMPTY)]
+        return [f for f in self.files if f.status in ("skipped", ledger.EMPTY, ledger.GONE)]
 
     @property
     def failed(self) -> list[FileResult]:
@@ -85,18 +89,34 @@ class LoadReport:
         rejected = [f for f in self.loaded if f.rows_rejected]
         if rejected:
             out.append(f"rows rejected in {len(rejected)} file(s) (see table {ledger.REJECTS_TABLE}):")
-            out += [f"  {f.path}: {f.rows_rejected} row(s)" for f in rejected]
+            out += [f"  {shown(f.path)}: {f.rows_rejected} row(s)" for f in rejected]
         if self.failed:
             out.append(f"failed files (see table {ledger.FILES_TABLE}):")
-            out += [f"  {f.path}: {f.error}" for f in self.failed]
-        return out
+            out += [f"  {shown(f.path)}: {shown(f.error or '')}" for f in self.failed]
+        return out + self._gone_lines()
+
+    def _gone_lines(self) -> list[str]:
+        gone = self.gone
+        if not gone.files:
+            return []
+        if gone.removed:
+            head = f"gone from the source: {len(gone.files)} file(s), their {gone.removed_rows:,} row(s) removed"
+        else:
+            head = (
+                f"gone from the source: {len(gone.files)} file(s), their {gone.rows:,} row(s) kept "
+                "(REMOVE_GONE=1 removes them)"
+            )
+        return [head] + [f"  {shown(e.path)} ({e.table_name}: {e.rows_loaded:,} row(s))" for e in gone.files]
 
     def to_dict(self) -> dict:
         return {
             "run_id": self.run_id,
+            "source": self.source,
             "seconds": round(self.seconds, 3),
             "files": [vars(f) for f in self.files],
             "matches": self.matches,
             "schema_changes": self.schema_changes,
+            "gone": [{"path": e.path, "table": e.table_name, "rows": e.rows_loaded} for e in self.gone.files],
+            "gone_removed_rows": self.gone.removed_rows,
             "exit_code": self.exit_code,
         }

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..find.streams import open_location
+
 CHUNK = 8 * 1024 * 1024
 
 
@@ -140,7 +142,7 @@ class RangeReader(io.RawIOBase):
 
 
 @contextmanager
-def open_range(location: str, byte_range: ByteRange) -> Iterator[BinaryIO]:
-    """The bytes of one range of a local file."""
-    with open(location, "rb") as handle:
+def open_range(location: str, byte_range: ByteRange, root: str | None = None) -> Iterator[BinaryIO]:
+    """The bytes of one range of a local file (checked to be inside `root`, the folder it was listed in)."""
+    with open_location(location, 0, root=root) as handle:
         yield RangeReader(handle, byte_range)

@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import random
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -27,6 +26,7 @@ from .. import ledger
 from ..config import Settings
 from ..db import describe_db_error, dialect_family, engine_for, first_line, writing
 from ..find import SourceFile
+from ..find.presence import VANISHED, vanished
 from ..ledger import Reject
 from ..redact import redact
 from ..schema import ColumnType, column_names
@@ -61,6 +61,7 @@ class LoadTask:
     nullish: tuple[frozenset[str], ...] = ()  # per column, what the sample held for nothing (see schema.nullish)
     byte_range: ByteRange | None = None  # one piece of a big file; the parent owns the file's ledger row
     sampled_whole: bool = False  # the sample read every row
+    previous_lineage: str | None = None  # the `_source_file` of the rows an earlier load left in previous_table
 
     @property
     def verify(self) -> bool:
@@ -80,7 +81,7 @@ class LoadTask:
     def open(self):
         """The bytes this task loads: the whole file, or its range."""
         if self.byte_range:
-            return open_range(self.source.location, self.byte_range)
+            return open_range(self.source.location, self.byte_range, self.source.root)
         return open_binary(self.source, self.settings.load_retries)
 
 
@@ -127,34 +128,44 @@ def load_file(task: LoadTask) -> FileResult:
     try:
         engine = engine_for(task.settings.dest_sql)
         if task.byte_range is None:
-            ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
+            ledger.mark_loading(engine, task.source, task.table, task.source.size, task.run_id)
             _check_header(task)
         outcome = _load_with_retries(engine, task, result)
         result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
     except _Failed as failed:
         _fail(engine, task, result, str(failed), failed.rejects)
     except Exception as exc:  # any other error fails this file alone
-        log.debug("loading %s failed:\n%s", task.source.path, traceback.format_exc())
-        _fail(engine, task, result, _describe(exc, task.settings), [])
+        log.debug("loading %s failed", task.source.path, exc_info=True)
+        if task.byte_range is None and vanished(task.source, exc):
+            _fail(engine, task, result, VANISHED, [], ledger.GONE)
+        else:
+            _fail(engine, task, result, _describe(exc, task.settings), [])
     result.seconds = time.monotonic() - started
     return result
 
 
-def _fail(engine: Engine | None, task: LoadTask, result: FileResult, reason: str, rejects: list[Reject]) -> None:
-    result.status, result.error, result.rows_rejected = ledger.FAILED, reason, len(rejects)
+def _fail(
+    engine: Engine | None,
+    task: LoadTask,
+    result: FileResult,
+    reason: str,
+    rejects: list[Reject],
+    status: str = ledger.FAILED,
+) -> None:
+    result.status, result.error, result.rows_rejected = status, reason, len(rejects)
     if engine is None:
         return
     try:
         if task.byte_range:  # the parent records the file once every range is back
             with writing(engine) as conn:
-                ledger.add_rejects(conn, task.source.path, task.source.fingerprint, rejects, task.run_id)
+                ledger.add_rejects(conn, task.source, task.source.fingerprint, rejects, task.run_id)
             return
         ledger.record_attempt(
-            engine, task.source.path, task.table, task.source.size, ledger.FAILED, reason, len(rejects), task.run_id
+            engine, task.source, task.table, task.source.size, status, reason, len(rejects), task.run_id
         )
         if rejects:
             with writing(engine) as conn:
-                ledger.replace_rejects(conn, task.source.path, None, rejects, task.run_id, all_versions=False)
+                ledger.replace_rejects(conn, task.source, None, rejects, task.run_id, all_versions=False)
     except sa.exc.SQLAlchemyError as exc:
         log.error("could not record the failure of %s in the ledger: %s", task.source.path, describe_db_error(exc))
 
@@ -208,7 +219,7 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
     for _ in range(MAX_WIDENINGS):
         target = Target(
             task.table,
-            task.source.path,
+            task.source.lineage,
             task.columns,
             types,
             settings.null_values,
@@ -242,7 +253,7 @@ def _file_types(conn: Connection, task: LoadTask) -> tuple:
 def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> None:
     writer.begin(conn, target)
     if task.previous_table and task.byte_range is None:
-        delete_file_rows(conn, task.previous_table, task.source.path)
+        delete_file_rows(conn, task.previous_table, task.previous_lineage or task.source.lineage)
 
 
 def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
@@ -283,12 +294,10 @@ def _record(conn: Connection, task: LoadTask, streamed: str, rows: int, rejects:
     # later run can tell it unchanged without reading it; other files by the hash of their bytes.
     fingerprint = task.source.fingerprint or streamed
     if task.byte_range:
-        ledger.add_rejects(conn, task.source.path, fingerprint, rejects, task.run_id)
+        ledger.add_rejects(conn, task.source, fingerprint, rejects, task.run_id)
         return
-    ledger.record_loaded(
-        conn, task.source.path, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id
-    )
-    ledger.replace_rejects(conn, task.source.path, fingerprint, rejects, task.run_id, all_versions=True)
+    ledger.record_loaded(conn, task.source, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id)
+    ledger.replace_rejects(conn, task.source, fingerprint, rejects, task.run_id, all_versions=True)
 
 
 def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
