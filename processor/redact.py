@@ -29,7 +29,8 @@ def _forms(secrets: Iterable[str | None]) -> set[str]:
     forms = set()
     for secret in secrets:
         if secret and len(secret) >= MIN_SECRET:
-            forms.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
+            encoded = quote(secret, safe="", errors="surrogateescape")
+            forms.update({secret, encoded, quote_plus(secret, safe="", errors="surrogateescape")})
     return {form for form in forms if len(form) >= MIN_SECRET}
 
 
@@ -63,7 +64,10 @@ class RedactingFilter(logging.Filter):
         self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: the handler reports it as logging always does
+            return True
         cleaned = clean(message, self.secrets)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
