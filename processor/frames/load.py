@@ -23,6 +23,7 @@ from .. import extras, ledger
 from ..config import DEFAULT_DEST_SQL, Settings
 from ..db import check_connection, create_engine, describe_db_error, dialect_family, writing
 from ..errors import ConfigError, LoadError
+from ..find import SourceFile
 from ..redact import redact
 from ..schema import normalise_name
 from ..staging.plan import TablePlan, overrides_by_table, plan_table
@@ -68,12 +69,13 @@ def load_frame(frame: Any, table: str, url: str = DEFAULT_DEST_SQL, *, source: s
         target = Target(name, lineage, shape.columns, types)
         run_id = str(uuid.uuid4())
         size = int(frame.memory_usage(index=False).sum())
-        ledger.mark_loading(engine, lineage, name, size, run_id)
+        file = SourceFile(lineage, "", size)  # known to the ledger by its lineage alone
+        ledger.mark_loading(engine, file, name, size, run_id)
         try:
-            loaded = _write(engine, target, chunks(frame, types), _fingerprint(frame), size, run_id)
+            loaded = _write(engine, target, file, chunks(frame, types), _fingerprint(frame), run_id)
         except BaseException as exc:
             reason = _reason(exc, settings)
-            _record_failure(engine, target, size, run_id, exc, reason)
+            _record_failure(engine, target, file, run_id, exc, reason)
             if isinstance(exc, DataProblem | Disconnected | sa.exc.DBAPIError):
                 raise LoadError(f"{lineage} -> {name}: {reason}", path=lineage, table=name) from None
             raise
@@ -96,25 +98,27 @@ def _plan(engine: Engine, settings: Settings, name: str, shape) -> TablePlan:
     return plan
 
 
-def _write(engine: Engine, target: Target, values, fingerprint: str, size: int, run_id: str) -> int:
+def _write(engine: Engine, target: Target, file: SourceFile, values, fingerprint: str, run_id: str) -> int:
     """Replace the lineage's rows with the frame's and record it, in one transaction."""
     writer = WRITERS[dialect_family(engine)]
-    previous = ledger.read(engine).get(target.path)
+    previous = ledger.read(engine).get(ledger.key_of(file))
     with writing(engine) as conn:
         writer.begin(conn, target)
         if previous is not None and previous.table_name:
             delete_file_rows(conn, previous.table_name, target.path)
         loaded = writer.load_chunks(conn, target, values)
-        ledger.record_loaded(conn, target.path, target.table, size, fingerprint, loaded, 0, run_id)
-        ledger.forget_rejects(conn, target.path)
+        ledger.record_loaded(conn, file, target.table, file.size, fingerprint, loaded, 0, run_id)
+        ledger.forget_rejects(conn, file)
     return loaded
 
 
-def _record_failure(engine: Engine, target: Target, size: int, run_id: str, exc: BaseException, reason: str) -> None:
+def _record_failure(
+    engine: Engine, target: Target, file: SourceFile, run_id: str, exc: BaseException, reason: str
+) -> None:
     """Note the failed (or interrupted) attempt in the ledger, so `status` lists it; the rows were rolled back."""
     status = ledger.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else ledger.FAILED
     try:
-        ledger.record_attempt(engine, target.path, target.table, size, status, reason, 0, run_id)
+        ledger.record_attempt(engine, file, target.table, file.size, status, reason, 0, run_id)
     except sa.exc.SQLAlchemyError as error:
         log.error("could not record the failure of %s in the ledger: %s", target.path, describe_db_error(error))
 
