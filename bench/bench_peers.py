@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -164,7 +165,7 @@ class Bench:
         """Every tool loads each exactness file; then its tables are read back and compared."""
         for tool in self.tools_on(family):
             outcome = self.outcomes.setdefault((family, tool), Outcome())
-            fresh = outcome.error is not None
+            fresh = outcome.error is not None or not outcome.times
             for csv in files:
                 result = self.run(tool, family, csv, fresh=fresh, label=csv.stem)
                 fresh = False
@@ -184,6 +185,30 @@ class Bench:
             print(f"read back {tools.DATABASES[family]} {tool} {csv.stem}: {_tail(str(exc))}", flush=True)
             columns, table_rows = [], []
         return exact.compare(header, rows, columns, table_rows)
+
+
+CLIENTS = {"postgres": ["psql"], "mysql": ["mariadb", "mysql"], "sqlite": ["sqlite3"]}
+
+
+def preflight(spaces: Spaces, families: list[str]) -> None:
+    """Each database answers and its native client is installed; else one line saying what to do."""
+    for family in families:
+        name = tools.DATABASES[family]
+        if not any(shutil.which(client) for client in CLIENTS[family]):
+            raise SystemExit(
+                f"{name}: the native client ({' or '.join(CLIENTS[family])}) is not on the PATH; install it"
+            )
+        if family == "sqlite":
+            continue
+        try:
+            with spaces.engine(family).connect():
+                pass
+        except Exception as exc:  # noqa: BLE001 (any driver error: say it in one line)
+            variable = "BENCH_POSTGRES_URL" if family == "postgres" else "BENCH_MYSQL_URL"
+            raise SystemExit(
+                f"{name} does not answer ({_tail(str(exc))}); start it, set {variable}, "
+                f"or leave it out with --databases"
+            ) from None
 
 
 def _header(csv: Path) -> list[str]:
@@ -248,6 +273,7 @@ def main() -> None:
         raise SystemExit(f"unknown tool or database: {', '.join(unknown)}; tools: {', '.join(tools.TOOLS)}")
 
     OUT.mkdir(parents=True, exist_ok=True)
+    preflight(Spaces(tools.Servers(make_url(PG), make_url(MY), OUT / "sqlite", OUT / "work")), families)
     peers = install.prepare(
         [t for t in args.tools if t not in ("native", "processor")], OUT, os.environ.get("SLING_BINARY")
     )
