@@ -102,11 +102,15 @@ def load(job: tools.Job, servers: tools.Servers, peer, timeout: float, log: Path
     return seconds
 
 
+def servers() -> tools.Servers:
+    return tools.Servers(make_url(PG), make_url(MY), OUT / "sqlite", OUT / "work")
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, peers: dict) -> None:
         self.args = args
         self.peers = peers
-        self.servers = tools.Servers(make_url(PG), make_url(MY), OUT / "sqlite", OUT / "work")
+        self.servers = servers()
         self.spaces = Spaces(self.servers)
         self.servers.work.mkdir(parents=True, exist_ok=True)
         self.outcomes: dict[tuple[str, str], Outcome] = {}
@@ -273,7 +277,7 @@ def main() -> None:
         raise SystemExit(f"unknown tool or database: {', '.join(unknown)}; tools: {', '.join(tools.TOOLS)}")
 
     OUT.mkdir(parents=True, exist_ok=True)
-    preflight(Spaces(tools.Servers(make_url(PG), make_url(MY), OUT / "sqlite", OUT / "work")), families)
+    preflight(Spaces(servers()), families)
     peers = install.prepare(
         [t for t in args.tools if t not in ("native", "processor")], OUT, os.environ.get("SLING_BINARY")
     )

@@ -17,7 +17,6 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 ROOT = Path(__file__).resolve().parents[2]
-NATIVE = {"postgres": "psql \\copy", "mysql": "LOAD DATA LOCAL", "sqlite": "sqlite3 .import"}
 DATABASES = {"postgres": "PostgreSQL", "mysql": "MariaDB", "sqlite": "SQLite"}
 TOOLS = ["native", "processor", "dlt", "sling", "pgloader", "pandas", "sqlite-utils"]
 ONLY_ON = {"pgloader": {"postgres"}, "sqlite-utils": {"sqlite"}}
