@@ -335,6 +335,14 @@ def reflect_staging(settings: Settings, conn: Connection) -> StagingTables:
     return StagingTables(**found)
 
 
+def missing_inputs(settings: Settings, engine: Engine) -> list[str]:
+    """The staging tables the deals are built from that this database does not hold (in role order)."""
+    names = [getattr(settings, f"{role}_table") for role in REQUIRED]
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return [name for name in names if not inspector.has_table(name)]
+
+
 def build_deals(settings: Settings, engine: Engine) -> TransformReport:
     """Create or replace the deals view (or table) and count what it holds; raises TransformError."""
     started = time.perf_counter()

@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
-    """Told how many files there are, then of each file's outcome as it arrives."""
+    """Told how many files (and bytes) there are, then of each file's outcome as it arrives."""
 
-    def expect(self, total: int) -> None: ...
+    def expect(self, files: int, size: int) -> None: ...
 
     def __call__(self, result: FileResult) -> None: ...
 
@@ -96,7 +96,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
         _full_refresh(engine, sorted(set(routes.values())))
     entries = _known(engine, settings, discovery, report)
     if progress:
-        progress.expect(len(discovery.files))
+        progress.expect(len(discovery.files), sum(source.size or 0 for source in discovery.files))
     family = dialect_family(engine)
     tasks = [
         ProfileTask(settings, s, routes[s.path], entries.get(ledger.key_of(s)), parts_for(s, settings, family))
@@ -113,7 +113,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
         log.info("schema: %s", change)
     for table in _replacing(ready, entries):
         if index_source_column(engine, table):
-            report.schema_changes.append(f"indexed {table}.{SOURCE_COLUMN} (changed files are replaced by look-up)")
+            _changed(report, [f"indexed {table}.{SOURCE_COLUMN} (changed files are replaced by look-up)"])
     load_tasks, assembler = _load_tasks(engine, settings, report.run_id, ready, plans, entries)
     try:
         for result in run_tasks(load_file, load_tasks, settings, _load_crash):
@@ -122,7 +122,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
                 if result is None:
                     continue
             report.files.append(result)
-            report.schema_changes += result.changes
+            _changed(report, result.changes)
             if progress:
                 progress(result)
     except BaseException:
@@ -141,6 +141,12 @@ def _known(engine: Engine, settings: Settings, discovery: Discovery, report: Loa
     gone = find_gone(settings, discovery.source, entries.values(), listed)
     report.gone = settle_gone(engine, settings, gone, report.run_id)
     return entries
+
+
+def _changed(report: LoadReport, changes: list[str]) -> None:
+    for change in changes:
+        log.info("schema: %s", change)
+    report.schema_changes += changes
 
 
 def route_table(source: SourceFile, settings: Settings) -> str:

@@ -87,6 +87,7 @@ class Assembler:
             method=_method(parts),
             changes=[c for p in parts for c in p.changes],
             attempts=max(p.attempts for p in parts),
+            spans=[span for p in parts for span in p.spans],
         )
         errors = [p.error for p in parts if p.status == ledger.FAILED]
         if not errors and merged.rows_rejected > self.max_errors:

@@ -17,12 +17,14 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .. import ledger
+from .. import ledger, meter
 from ..config import Settings
 from ..db import describe_db_error, dialect_family, engine_for, first_line, writing
 from ..find import SourceFile
@@ -100,6 +102,7 @@ class FileResult:
     error: str | None = None
     changes: list[str] = field(default_factory=list)
     attempts: int = 1
+    spans: list[tuple[float, float]] = field(default_factory=list, repr=False)  # wall-clock spans spent writing
 
 
 @dataclass
@@ -122,6 +125,14 @@ class _NeedsWidening(Exception):
 
 def load_file(task: LoadTask) -> FileResult:
     """Load one file into its table; never raises (failures come back in the result)."""
+    size = task.byte_range.end - task.byte_range.start if task.byte_range else task.source.size
+    with meter.loading(size) as metered:
+        result = _load_file(task)
+        result.spans = metered.spans
+        return result
+
+
+def _load_file(task: LoadTask) -> FileResult:
     started = time.monotonic()
     result = FileResult(task.source.path, task.table, ledger.LOADED, size=task.source.size)
     engine = None
@@ -266,8 +277,22 @@ def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _O
     return _bulk(engine, writer, task, target)
 
 
+@contextmanager
+def _writing_timed(engine: Engine) -> Iterator[Connection]:
+    """`writing`, with the time the transaction held the table (from BEGIN, which on SQLite waits for the
+    write lock, to COMMIT or ROLLBACK) added to the load's meter: its rows per second count only that."""
+    metered, began = meter.current(), None
+    try:
+        with writing(engine) as conn:
+            began = time.time()
+            yield conn
+    finally:
+        if metered is not None and began is not None:
+            metered.spans.append((began, time.time()))
+
+
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
-    with writing(engine) as conn:
+    with _writing_timed(engine) as conn:
         _begin(conn, writer, task, target)
         with task.open() as raw, verifying(target, task.read_format, needed=task.verify) as verifier:
             reader = HashingReader(raw)
@@ -311,7 +336,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
     )
     rejects: list[Reject] = []
     try:
-        with writing(engine) as conn:
+        with _writing_timed(engine) as conn:
             _begin(conn, writer, task, target)
             with task.open() as raw:
                 reader = HashingReader(raw)
