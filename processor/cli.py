@@ -26,6 +26,7 @@ from dotenv import load_dotenv
 
 from . import container, outcome
 from .config import Settings
+from .db import normalise_url, sqlite_folder_problem
 from .errors import ConfigError, Interrupted, ProcessorError
 from .feedback import FileProgress, configure_logging, use_bar
 from .pipeline import STEPS, RunReport, run
@@ -65,6 +66,9 @@ def _settings(env: dict[str, str]) -> Settings:
     folder = os.path.dirname(os.path.abspath(settings.summary_json)) if settings.summary_json else None
     if folder and not os.path.isdir(folder):
         raise ConfigError(f"SUMMARY_JSON: the folder {folder} does not exist; create it or fix the path")
+    problem = sqlite_folder_problem(normalise_url(settings.dest_sql))
+    if problem:
+        raise ConfigError(problem)
     return settings
 
 
@@ -80,7 +84,14 @@ def _config_error(env: dict[str, str], exc: ConfigError) -> int:
 def main(argv: list[str] | None = None, prog: str = "processor") -> int:
     """The command line (`processor`, and `python index.py` through its shim); returns the exit code."""
     parser = _parser(prog)
-    parser.add_argument("step", nargs="?", choices=STEPS, default="all", help="what to run (default: all)")
+    parser.add_argument(
+        "step",
+        nargs="?",
+        choices=STEPS,
+        default="all",
+        metavar="step",
+        help="one of: " + ", ".join(STEPS) + " (default: all)",
+    )
     args = parser.parse_args(argv)
     env = read_environment()
     try:

@@ -209,7 +209,7 @@ def describe_destination(settings) -> str:
     from .db import display_url, normalise_url
 
     url = normalise_url(settings.dest_sql)
-    text = display_url(url)
+    text = display_url(settings.dest_sql)  # as the user wrote it, password masked
     if url.get_backend_name() == "sqlite" and url.database:
         text += f" (file {os.path.abspath(url.database)})"
     if settings.dest_sql == DEFAULT_DEST_SQL:

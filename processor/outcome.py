@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from . import notify, runs
 from .config import Settings
 from .db import create_engine, describe_db_error
+from .errors import ProcessorError
 from .feedback import describe_destination, describe_source
 from .pipeline import RunReport
 from .redact import redact
@@ -92,9 +93,12 @@ def write_summary(path: str, data: dict[str, Any]) -> None:
 def remember(settings: Settings, run: runs.Run) -> None:
     """Add the run to `_processor_runs` in the destination; skipped for status (which only reads), for a
     database that could not be reached, and for a SQLite file the run never created."""
-    if run.step == "status" or run.exit_code == 4:
+    if run.step == "status" or run.exit_code in (2, 4):
         return
-    engine = create_engine(settings.dest_sql)
+    try:
+        engine = create_engine(settings.dest_sql)
+    except ProcessorError:
+        return
     try:
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database and not os.path.exists(database):

@@ -27,9 +27,10 @@ def prefixes(known: Iterable[str]) -> tuple[str, ...]:
 
 
 def closest(name: str, known: Iterable[str]) -> str:
-    """The known variable most like `name`."""
+    """The known variable most like `name`, among those of its family (`DEALS_...`) when there are any."""
     known = sorted(known)
-    found = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
+    family = [k for k in known if k.split("_", 1)[0] == name.split("_", 1)[0]]
+    found = difflib.get_close_matches(name, family or known, n=1, cutoff=0.0)
     return found[0] if found else known[0]
 
 

@@ -1,29 +1,14 @@
 """index.py as users run it: a bare run on the bundled sample, --help, and clear errors with exit codes."""
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_index, sample_copy
 
 from processor.config import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_index(cwd: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `python index.py` in `cwd` with only the given variables (plus PATH) set."""
-    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "PROGRESS": "0"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "index.py"), *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_bare_run_loads_the_bundled_sample_into_sqlite(tmp_path):
@@ -75,15 +60,6 @@ def test_user_mistakes_give_one_clear_message_and_an_exit_code(tmp_path, env, co
     assert message in output
     assert "Traceback" not in output
     assert "pa55word" not in output
-
-
-def sample_copy(tmp_path: Path) -> Path:
-    """The bundled sample's three files in a folder of the test's own (the sample itself never syncs)."""
-    src = tmp_path / "src"
-    src.mkdir(exist_ok=True)
-    for name in ("raw_customers.csv", "raw_orders.csv", "raw_payments.csv"):
-        (src / name).write_bytes((ROOT / "processor" / "sample_data" / name).read_bytes())
-    return src
 
 
 def test_the_whole_job_loads_builds_the_view_and_syncs_to_pipedrive(tmp_path, pipedrive_fake):
