@@ -86,7 +86,7 @@ def _id(case) -> str:
 @pytest.mark.parametrize("env, step, named", MISTAKES, ids=[_id(case) for case in MISTAKES])
 def test_a_mistake_is_exit_2_naming_the_variable_before_anything_runs(tmp_path, env, step, named):
     src = write_csv(tmp_path / "src" / "a.csv", ["id"], [[1]]).parent
-    done = run_index(tmp_path, step, env={"SRC_DATA_FOLDER": str(src), **env}, timeout=60)
+    done = run_index(tmp_path, step, env={"SRC_DATA_FOLDER": str(src), "LOAD_WORKERS": "1", **env}, timeout=60)
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     assert named in done.stderr
@@ -108,7 +108,7 @@ def test_variables_of_other_tools_and_kubernetes_service_links_are_left_alone(tm
 
 def test_the_bundled_sample_is_never_sent_to_pipedrive(tmp_path, pipedrive_fake):
     fake = pipedrive_fake(token="real-token")
-    env = {"PIPEDRIVE_API_KEY": "real-token", "PIPEDRIVE_BASE_URL": fake.url}
+    env = {"PIPEDRIVE_API_KEY": "real-token", "PIPEDRIVE_BASE_URL": fake.url, "LOAD_WORKERS": "1"}
     for step in ("all", "sync"):
         done = run_index(tmp_path, step, env=env)
         assert done.returncode == 2, done.stderr
@@ -134,7 +134,7 @@ def test_the_first_lines_and_the_summary_name_source_and_destination(tmp_path, r
     else:
         url = _with_password(request.getfixturevalue("postgres_url"), "pa55word")
         shown = sa.engine.make_url(url).render_as_string(hide_password=True)
-    done = run_index(tmp_path, "load", env={"SRC_DATA_FOLDER": str(src), "DEST_SQL": url})
+    done = run_index(tmp_path, "load", env={"SRC_DATA_FOLDER": str(src), "DEST_SQL": url, "LOAD_WORKERS": "1"})
     assert done.returncode == 0, done.stderr
     first = [line.split(" ", 2)[2].strip() for line in done.stderr.splitlines()[:2]]
     assert first == [f"source: {src} (*.csv)", f"destination: {shown}"]
@@ -143,7 +143,7 @@ def test_the_first_lines_and_the_summary_name_source_and_destination(tmp_path, r
 
 
 def test_the_default_destination_and_the_sample_source_are_named_as_defaults(tmp_path):
-    done = run_index(tmp_path, "load")
+    done = run_index(tmp_path, "load", env={"LOAD_WORKERS": "1"})
     assert done.returncode == 0, done.stderr
     assert "source: the bundled sample data" in done.stdout and "SRC_DATA_FOLDER is not set" in done.stdout
     assert "DEST_SQL is not set" in done.stdout
@@ -153,7 +153,7 @@ def test_the_default_destination_and_the_sample_source_are_named_as_defaults(tmp
 def test_a_login_the_database_refuses_is_exit_4_for_every_step(tmp_path, mysql_url, step):
     """MariaDB checks passwords on loopback (the test PostgreSQL trusts it): a wrong one is exit 4, not 5."""
     url = _with_password(mysql_url, "wrong-pa55word")
-    env = {"DEST_SQL": url, "SRC_DATA_FOLDER": str(sample_copy(tmp_path))}
+    env = {"DEST_SQL": url, "SRC_DATA_FOLDER": str(sample_copy(tmp_path)), "LOAD_WORKERS": "1"}
     done = run_index(tmp_path, step, env=env, timeout=60)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "cannot reach the database" in done.stderr and "wrong-pa55word" not in done.stdout + done.stderr
@@ -183,7 +183,8 @@ def test_a_quoted_value_in_an_env_file_is_refused_with_the_hint(tmp_path):
 
 def test_a_notify_url_secret_never_reaches_the_logs(tmp_path):
     hook = "http://127.0.0.1:9/services/T000/B000/s3cr3tt0k3n"
-    done = run_index(tmp_path, "load", env={"NOTIFY_URL": hook, "NOTIFY_ON": "always", "DEST_SQL": "sqlite:///x.db"})
+    env = {"NOTIFY_URL": hook, "NOTIFY_ON": "always", "DEST_SQL": "sqlite:///x.db", "LOAD_WORKERS": "1"}
+    done = run_index(tmp_path, "load", env=env)
     assert done.returncode == 0, done.stderr
     assert "could not notify http://127.0.0.1:9/..." in done.stderr
     assert "s3cr3tt0k3n" not in done.stdout + done.stderr
