@@ -25,6 +25,11 @@ def install(counter: Any) -> None:
     _counter = counter
 
 
+def counter() -> Any:
+    """The counter this process counts into (None until one is installed)."""
+    return _counter
+
+
 def in_flight() -> int:
     """Bytes read so far by the loads that have not finished."""
     return _counter.value if _counter is not None else 0

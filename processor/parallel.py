@@ -27,7 +27,6 @@ from .extras import require
 
 log = logging.getLogger(__name__)
 
-_counter = None
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -45,11 +44,9 @@ def _worker_init(level: int, secrets: list[str], environment: dict[str, str], lo
 
 def byte_counter():
     """The counter of bytes in flight (see `meter`), created once, in the parent, for its workers too."""
-    global _counter
-    if _counter is None:
-        _counter = _context().Value("q", 0)
-        meter.install(_counter)
-    return _counter
+    if meter.counter() is None:
+        meter.install(_context().Value("q", 0))
+    return meter.counter()
 
 
 def _context():

@@ -111,7 +111,7 @@ class LoadReport:
                 f"{self.rows_rejected:,} rejected"
             )
         if self.schema_changes:  # each was logged as it happened
-            out.append(f"  {len(self.schema_changes)} schema change(s), logged above as 'schema:'")
+            out.append(f"  {len(self.schema_changes)} schema change(s), each logged as it was made")
         rejected = [f for f in self.loaded if f.rows_rejected]
         if rejected:
             out.append(f"rows rejected in {len(rejected)} file(s) (see table {ledger.REJECTS_TABLE}):")
