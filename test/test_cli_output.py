@@ -4,6 +4,7 @@ that names source and destination with totals, and rows per second measured hone
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from helpers import run_index, sample_copy, write_csv
@@ -126,3 +127,10 @@ def test_rows_per_second_count_only_the_time_a_file_held_the_table(tmp_path, mak
         table = tables[result.table]
         assert table.seconds == pytest.approx(covered(result.spans))
         assert table.rows_per_second == pytest.approx(30000 / table.seconds)
+
+
+def test_the_readme_lists_every_exit_code_the_help_does():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Exit codes")[1].split("###")[0]
+    listed = {int(code) for row in re.findall(r"^\| ([\d /]+) \|", table, re.MULTILINE) for code in row.split("/")}
+    assert listed == {code for code, _ in EXIT_CODES}
