@@ -45,14 +45,10 @@ def verdict(exit_code: int, rows_rejected: int) -> str:
 def body(run: dict[str, Any], report: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
     """The JSON to send: `text` (one line), the run's own fields, and the stages' reports, masked (pure)."""
     state = verdict(run["exit_code"], run.get("rows_rejected", 0))
-    text = (
-        f"processor {run['step']} on {run.get('host') or 'an unnamed host'}: {state} (exit {run['exit_code']}) "
-        f"after {run['seconds']:,.1f} s; {run.get('summary') or ''}"
-    )
-    if run.get("error"):
-        text += f"; error: {run['error']}"
-    payload = {"text": text.rstrip("; "), "status": state, **run, "report": _compact(report)}
-    return mask(payload, secrets)
+    head = f"processor {run['step']} on {run.get('host') or 'an unnamed host'}: {state} (exit {run['exit_code']})"
+    parts = [f"{head} after {run['seconds']:,.1f} s", run.get("summary"), run.get("error") and f"error: {run['error']}"]
+    text = "; ".join(part for part in parts if part).replace("\n", " ")
+    return mask({"text": text, "status": state, **run, "report": _compact(report)}, secrets)
 
 
 def _compact(report: dict[str, Any]) -> dict[str, Any]:
