@@ -194,6 +194,13 @@ def _text(raw: str) -> str:
     return value
 
 
+def _patterns(raw: str) -> tuple[str, ...]:
+    patterns = _list(raw)
+    if not patterns:
+        raise ValueError("names no pattern; set e.g. *.csv or certificates.csv, or unset it for *.csv")
+    return patterns
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower() or allowed[0]
@@ -343,7 +350,7 @@ OPTIONS: tuple[Option, ...] = (
         "src_file_name",
         ("*.csv",),
         "glob pattern(s), comma-separated; without '/' a pattern matches file names at any depth; '**' works",
-        _list,
+        _patterns,
         shown_default="*.csv",
     ),
     Option(
