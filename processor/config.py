@@ -323,8 +323,9 @@ def _environment_problems(env: Mapping[str, str]) -> list[str]:
 
 
 def sample_sync_problem(settings: Settings) -> str | None:
-    """Why this sync must not run: the bundled sample is never sent to a real CRM (None when it may)."""
-    if not settings.pipedrive_api_key:
+    """Why this sync must not run: the bundled sample is never sent to a real CRM (None when it may; a dry
+    run only reads from Pipedrive, so it may plan from the sample)."""
+    if not settings.pipedrive_api_key or settings.sync_dry_run:
         return None
     folder = settings.src_data_folder
     if "://" in folder or os.path.realpath(folder) != os.path.realpath(SAMPLE_DATA_FOLDER):
