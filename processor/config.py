@@ -271,22 +271,21 @@ def _dest_sql(raw: str) -> str:
     return value
 
 
-def _pipedrive_url(raw: str) -> str:
-    value = raw.strip().rstrip("/")
-    problem = url_problem(value, ("https", "http"), DEFAULT_PIPEDRIVE_URL)
+def _http_url(raw: str, example: str) -> str:
+    value = raw.strip()
+    problem = url_problem(value, ("https", "http"), example)
     if problem:
         raise ValueError(problem)
     return value
+
+
+def _pipedrive_url(raw: str) -> str:
+    return _http_url(raw.strip().rstrip("/"), DEFAULT_PIPEDRIVE_URL)
 
 
 def parse_notify_url(raw: str) -> str | None:
-    value = raw.strip()
-    if not value:
-        return None
-    problem = url_problem(value, ("https", "http"), "https://hooks.slack.com/services/...")
-    if problem:
-        raise ValueError(problem)
-    return value
+    """NOTIFY_URL: an http(s) URL, or None when empty; raises ValueError."""
+    return _http_url(raw, "https://hooks.slack.com/services/...") if raw.strip() else None
 
 
 def _dask_address(raw: str) -> str | None:

@@ -235,6 +235,13 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def latest_row(conn: Connection, table: sa.Table) -> sa.RowMapping | None:
+    """The row of `table` with the highest id (None when the table is empty or does not exist yet)."""
+    if not sa.inspect(conn).has_table(table.name):
+        return None
+    return conn.execute(sa.select(table).order_by(table.c.id.desc()).limit(1)).mappings().first()
+
+
 def check_connection(engine: Engine) -> None:
     """Connect once and run SELECT 1; raises DatabaseError with a masked URL."""
     try:

@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .db import writing
+from .db import latest_row, writing
 
 RUNS_TABLE = "_processor_runs"
 TEXT_LIMIT = 2000  # characters of the summary and error kept
@@ -67,9 +67,7 @@ def record(engine: Engine, run: Run) -> None:
 def last(engine: Engine) -> Run | None:
     """The latest recorded run, or None when there is none (or no table yet)."""
     with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(RUNS_TABLE):
-            return None
-        row = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).mappings().first()
+        row = latest_row(conn, runs)
     if row is None:
         return None
     return Run(**{key: value for key, value in row.items() if key != "id"})
