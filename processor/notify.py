@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .db import first_line
-from .redact import redact
+from .redact import clean_tree
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def body(run: dict[str, Any], report: dict[str, Any], secrets: list[str]) -> dic
     head = f"processor {run['step']} on {run.get('host') or 'an unnamed host'}: {state} (exit {run['exit_code']})"
     parts = [f"{head} after {run['seconds']:,.1f} s", run.get("summary"), run.get("error") and f"error: {run['error']}"]
     text = "; ".join(part for part in parts if part).replace("\n", " ")
-    return mask({"text": text, "status": state, **run, "report": _compact(report)}, secrets)
+    return clean_tree({"text": text, "status": state, **run, "report": _compact(report)}, secrets)
 
 
 def _compact(report: dict[str, Any]) -> dict[str, Any]:
@@ -60,17 +60,6 @@ def _compact(report: dict[str, Any]) -> dict[str, Any]:
     notable = [f for f in files if f.get("status") == "failed" or f.get("rows_rejected")]
     kept = {**load, "files": notable[:MAX_FILES], "files_total": len(files), "files_notable": len(notable)}
     return {**report, "load": kept}
-
-
-def mask(value: Any, secrets: list[str]) -> Any:
-    """Every string inside `value` (dicts, lists) with the secrets masked."""
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return {key: mask(item, secrets) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mask(item, secrets) for item in value]
-    return value
 
 
 def shown(url: str) -> str:

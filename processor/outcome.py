@@ -21,7 +21,7 @@ from .db import create_engine, describe_db_error
 from .errors import ProcessorError
 from .feedback import describe_destination, describe_source
 from .pipeline import RunReport
-from .redact import redact
+from .redact import clean, clean_tree, redact
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,13 @@ def where(settings: Settings, step: str) -> list[str]:
     lines.append(f"destination: {describe_destination(settings)}")
     if step in ("all", "sync") and settings.pipedrive_api_key:
         lines.append(f"pipedrive: {settings.pipedrive_base_url}" + (" (dry run)" if settings.sync_dry_run else ""))
-    return [redact(line, settings.secrets()) for line in lines]
+    return [clean(line, settings.secrets()) for line in lines]
 
 
 def summary_lines(ending: Ending) -> list[str]:
     """The end summary: where from and where to, then what each stage did (or what stopped the run)."""
     secrets = ending.settings.secrets()
-    return where(ending.settings, ending.step) + [redact(line, secrets) for line in ending.report.lines()]
+    return where(ending.settings, ending.step) + [clean(line, secrets) for line in ending.report.lines()]
 
 
 def summary_data(ending: Ending, run: runs.Run) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def summary_data(ending: Ending, run: runs.Run) -> dict[str, Any]:
         "source": run.source,
         "destination": describe_destination(ending.settings),
     }
-    return notify.mask(json.loads(json.dumps(data, default=str)), ending.settings.secrets())
+    return clean_tree(json.loads(json.dumps(data, default=str)), ending.settings.secrets())
 
 
 def write_summary(path: str, data: dict[str, Any]) -> None:
