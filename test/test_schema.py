@@ -98,6 +98,14 @@ def test_table_name_for(path, table):
         ("5.", "text"),
         ("1e5", "double"),
         ("2.5E-3", "double"),
+        ("1e-307", "double"),
+        ("0E-400", "double"),  # zero however it is written
+        ("1e-400", "text"),  # a double would hold 0
+        ("2.2e-308", "text"),  # below the normal range a double keeps fewer digits
+        ("4.9e-324", "text"),
+        ("1e400", "text"),  # a double would hold infinity
+        ("-2E999", "text"),
+        ("1.2345678901234567E3", "text"),  # 17 digits, a double keeps 15
         ("2020-02-29", "date"),
         ("2021-02-29", "text"),  # not a real day
         ("2020-01-05 10:00:00", "timestamp"),
@@ -154,6 +162,9 @@ def test_stored_type_depends_on_the_database():
     assert stored_type(long_decimal, "postgresql").kind == "decimal"
     assert stored_type(long_decimal, "mysql") == ColumnType("decimal", 57, 8)
     assert stored_type(ColumnType("decimal", 1, 40), "mysql") == TEXT  # beyond DECIMAL's 30 places
+    assert stored_type(ColumnType("decimal", 60, 8), "mysql") == TEXT  # beyond DECIMAL's 65 digits
+    assert stored_type(ColumnType("decimal", 1, 16384), "postgresql") == TEXT  # beyond NUMERIC's 16,383 places
+    assert stored_type(ColumnType("decimal", 1, 16383), "postgresql").kind == "decimal"
 
 
 @pytest.mark.parametrize(
