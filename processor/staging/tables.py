@@ -146,7 +146,11 @@ def _sqlite_rebuild(conn: Connection, table: str, types: Mapping[str, ColumnType
         f"INSERT INTO {preparer.quote(temporary)} ({columns}) SELECT {columns} FROM {preparer.quote(table)}"
     )
     conn.exec_driver_sql(f"DROP TABLE {preparer.quote(table)}")
+    # Views that read the table (the deals view) name it, and find it again under its old name; by default
+    # SQLite would refuse the rename because, for that one moment, their table is missing.
+    conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
     conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(temporary)} RENAME TO {preparer.quote(table)}")
+    conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
 
 
 def drop_tables(engine: Engine, names: Iterable[str]) -> None:
