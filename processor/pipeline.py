@@ -83,6 +83,10 @@ def run(settings: Settings, step: str = "all", progress: Progress | None = None)
         if step in ("all", "sync"):
             if settings.pipedrive_api_key:
                 from .pipedrive import run_sync
+                from .transform import check_payments
+
+                if report.transform is None:  # a sync alone: the view was built earlier, the payments may be newer
+                    check_payments(settings, engine)
 
                 report.sync = run_sync(settings, engine)
             else:
