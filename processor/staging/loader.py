@@ -8,6 +8,7 @@ changed are reloaded, their old rows replaced in the same transaction.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 import uuid
@@ -16,11 +17,22 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import extras, ledger
 from ..config import Settings
-from ..db import check_connection, create_engine, dialect_family, release_engines
+from ..db import (
+    WIDTH,
+    check_connection,
+    create_engine,
+    describe_db_error,
+    dialect_family,
+    display_url,
+    refusal_kind,
+    release_engines,
+)
+from ..errors import DatabaseError
 from ..find import Discovery, SourceFile, discover
 from ..find.presence import VANISHED, vanished
 from ..find.streams import open_location
@@ -29,12 +41,21 @@ from ..parallel import run_tasks
 from ..schema import table_name_for
 from .files import file_fingerprint
 from .gone import find_gone, settle_gone
-from .plan import TablePlan, overrides_by_table, plan_table
+from .plan import TablePlan, fold, name_clash, overrides_by_table, plan_table
 from .profile import FileProfile, profile_file
 from .ranges import Assembler, parts_for, prepare, range_tasks
 from .report import LoadReport
 from .split import SplitPlan, plan_split
-from .tables import SOURCE_COLUMN, apply_plan, drop_tables, index_source_column, reflect
+from .tables import (
+    MORE_COLUMN,
+    SOURCE_COLUMN,
+    apply_plan,
+    columns_that_fit,
+    drop_tables,
+    index_source_column,
+    reflect,
+    refused,
+)
 from .worker import FileResult, LoadTask, load_file
 
 log = logging.getLogger(__name__)
@@ -87,13 +108,14 @@ def load(settings: Settings, engine: Engine | None = None, progress: Progress | 
 def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Progress | None) -> LoadReport:
     started = time.monotonic()
     check_connection(engine)
-    ledger.ensure(engine)
+    _ensure_ledger(engine)
     report = LoadReport(
         run_id=str(uuid.uuid4()), matches=discovery.matches, workers=settings.load_workers, source=discovery.source
     )
     routes = {source.path: route_table(source, settings) for source in discovery.files}
+    clashes = _clashes(engine, settings, routes)
     if settings.full_refresh:
-        _full_refresh(engine, sorted(set(routes.values())))
+        _full_refresh(engine, sorted(set(routes.values()) - {routes[path] for path in clashes}))
     entries = _known(engine, settings, discovery, report)
     if progress:
         progress.expect(len(discovery.files))
@@ -101,14 +123,26 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
     tasks = [
         ProfileTask(settings, s, routes[s.path], entries.get(ledger.key_of(s)), parts_for(s, settings, family))
         for s in discovery.files
+        if s.path not in clashes
     ]
     profiled = list(run_tasks(profile_source, tasks, settings, _profile_crash))
+    profiled += [Profiled(s, routes[s.path], error=clashes[s.path]) for s in discovery.files if s.path in clashes]
     ready = _settle(engine, report, profiled, progress)
     plans = _plan(engine, settings, ready)
-    for plan in plans.values():
+    for plan in list(plans.values()):
         for note in plan.notes:
             log.warning("%s", note)
-        report.schema_changes += apply_plan(engine, plan, settings.deals_view)
+        try:
+            plans[plan.name], changes = _apply(engine, settings, plan)
+            report.schema_changes += changes
+        except sa.exc.DBAPIError as exc:  # a limit or a privilege: this table's files fail, the others go on
+            del plans[plan.name]
+            failed = [item for item in ready if item.table == plan.name]
+            ready = [item for item in ready if item.table != plan.name]
+            reason = refused(exc, plan.name, len(plan.columns))
+            _settle(
+                engine, report, [dataclasses.replace(item, profile=None, error=reason) for item in failed], progress
+            )
     for change in report.schema_changes:
         log.info("schema: %s", change)
     for table in _replacing(ready, entries):
@@ -141,6 +175,49 @@ def _known(engine: Engine, settings: Settings, discovery: Discovery, report: Loa
     gone = find_gone(settings, discovery.source, entries.values(), listed)
     report.gone = settle_gone(engine, settings, gone, report.run_id)
     return entries
+
+
+def _apply(engine: Engine, settings: Settings, plan: TablePlan) -> tuple[TablePlan, list[str]]:
+    """Bring the table to its plan; with WIDE_FILES=json, columns it cannot take go to its JSON column instead
+    (and once a table has that column, every column new to it goes there). Raises the database's error."""
+    wide = settings.wide_files == "json"
+    if wide and plan.added and MORE_COLUMN in (plan.existing or {}):
+        plan = fold(plan, 0, MORE_COLUMN)
+    try:
+        return plan, apply_plan(engine, plan, settings.deals_view)
+    except sa.exc.DBAPIError as exc:
+        if not wide or refusal_kind(exc) != WIDTH:
+            raise
+        with engine.connect() as conn:  # MySQL may have added some columns before it refused one
+            plan = dataclasses.replace(plan, existing=reflect(conn, plan.name))
+        keep = columns_that_fit(engine, plan)
+        if keep < 0:
+            raise
+    folded = fold(plan, keep, MORE_COLUMN)
+    note = f"{plan.name}: {len(folded.folded):,} column(s) it cannot take are kept in {MORE_COLUMN} (JSON)"
+    log.warning("%s", note)
+    return folded, [*apply_plan(engine, folded, settings.deals_view), note]
+
+
+def _ensure_ledger(engine: Engine) -> None:
+    """Create the ledger tables; raises DatabaseError (nothing can be recorded, so nothing is loaded)."""
+    try:
+        ledger.ensure(engine)
+        ledger.check_writable(engine)
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(
+            f"cannot create or write the ledger tables ({ledger.FILES_TABLE}, {ledger.REJECTS_TABLE}) at "
+            f"{display_url(engine.url)}: {describe_db_error(exc, engine.url)}; grant the user CREATE on the schema "
+            "(or database) and INSERT, UPDATE, DELETE on those tables, or use a user that has them"
+        ) from None
+
+
+def _clashes(engine: Engine, settings: Settings, routes: dict[str, str]) -> dict[str, str]:
+    """The files whose table would take a name that is not a staging table's, with why."""
+    with engine.connect() as conn:
+        views = sa.inspect(conn).get_view_names()
+    found = {path: name_clash(table, settings.deals_view, views) for path, table in routes.items()}
+    return {path: reason for path, reason in found.items() if reason}
 
 
 def route_table(source: SourceFile, settings: Settings) -> str:
@@ -280,6 +357,7 @@ def _load_tasks(
             profile.nullish,
             sampled_whole=profile.whole,
             previous_lineage=entry.lineage if entry is not None else None,
+            folded=tuple(c for c in profile.columns if c not in plans[item.table].columns),
         )
         if item.split is None:
             tasks.append(task)

@@ -14,13 +14,14 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..db import dialect_family, writing
+from ..db import PRIVILEGE, WIDTH, describe_db_error, dialect_family, refusal_kind, writing
 from ..schema import ColumnType, column_type_of, normalise_name, sql_type
-from .plan import TablePlan
+from .plan import TablePlan, row_fits
 
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMN = "_source_file"
+MORE_COLUMN = "_more_columns"  # with WIDE_FILES=json: the columns a table cannot take, as one JSON object
 SOURCE_SETTING = "processor.source_file"
 SOURCE_INDEX_PREFIX = 255  # MySQL indexes a TEXT column by a prefix; paths longer than this still match exactly
 
@@ -69,6 +70,60 @@ def apply_plan(engine: Engine, plan: TablePlan, protected_view: str | None = Non
         widen(engine, plan.name, {column: new for column, _old, new in plan.widened}, protected_view)
         changes += [f"widened {plan.name}.{c} from {old.kind} to {new.kind}" for c, old, new in plan.widened]
     return changes
+
+
+PROBE_TABLE = "_processor_probe"  # a name no staging table can take
+
+
+def columns_that_fit(engine: Engine, plan: TablePlan) -> int:
+    """How many of the plan's new columns the table can take beside its others and `MORE_COLUMN`: the largest
+    count whose rows surely fit (`row_fits`) and that the database accepts in a table created for the question
+    and dropped (a binary search)."""
+    family = dialect_family(engine)
+    new = [c for c in plan.added if c != MORE_COLUMN]
+    base = {c: plan.types[c] for c in plan.columns if c not in plan.added}
+    low, high = -1, len(new)
+    while low < high:
+        middle = (low + high + 1) // 2
+        types = {**base, **{c: plan.types[c] for c in new[:middle]}, MORE_COLUMN: ColumnType("text")}
+        if row_fits(types.values(), family) and _fits(engine, table_object(PROBE_TABLE, types, family), family):
+            low = middle
+        else:
+            high = middle - 1
+    return low  # -1: not even the table's other columns and the JSON column
+
+
+def _fits(engine: Engine, table: sa.Table, family: str) -> bool:
+    try:
+        with engine.connect() as conn, conn.begin() as transaction:
+            table.drop(conn, checkfirst=True)  # one a stopped run left behind
+            table.create(conn)
+            if family == "mysql":  # MySQL commits DDL at once; the others roll it back
+                table.drop(conn)
+            transaction.rollback()
+    except sa.exc.DBAPIError as exc:
+        if refusal_kind(exc) != WIDTH:
+            raise
+        return False
+    return True
+
+
+def refused(exc: BaseException, table: str, columns: int) -> str:
+    """One line for a table the database would not create or change: what it refused, and the fix."""
+    said = describe_db_error(exc)
+    kind = refusal_kind(exc)
+    if kind == WIDTH:
+        return (
+            f"table {table} cannot take {columns:,} columns on this database ({said}); set WIDE_FILES=json to keep "
+            f"the leading columns that fit and the others in one JSON column {MORE_COLUMN}, or cut the file"
+        )
+    if kind == PRIVILEGE:
+        return (
+            f"the database user may not create or change table {table} ({said}); grant it CREATE on the schema "
+            "(ownership of the table, to add or widen columns; INSERT and DELETE on it, to load), or use a user "
+            "that has them"
+        )
+    return f"cannot create or change table {table}: {said}"
 
 
 def _add_column(conn: Connection, table: str, column: sa.Column) -> None:
@@ -166,8 +221,19 @@ def index_source_column(engine: Engine, table: str) -> bool:
     """Index `_source_file` unless some index leads with it; returns whether one was created.
 
     Replacing a changed file's rows is then a look-up, not a scan of the whole table; loads into
-    the table keep the index up to date from then on.
+    the table keep the index up to date from then on. A user who may not create the index (it is
+    not the table's owner) loses only that speed: logged, not raised.
     """
+    try:
+        return _index_source_column(engine, table)
+    except sa.exc.DBAPIError as exc:
+        if refusal_kind(exc) != PRIVILEGE:
+            raise
+        log.warning("not indexing %s.%s: %s", table, SOURCE_COLUMN, describe_db_error(exc))
+        return False
+
+
+def _index_source_column(engine: Engine, table: str) -> bool:
     with writing(engine) as conn:
         inspector = sa.inspect(conn)
         if not inspector.has_table(table):
