@@ -148,6 +148,22 @@ def join(a: ColumnType, b: ColumnType) -> ColumnType:
     return TEXT
 
 
+# Kinds whose stored value does not keep how the file wrote it, per database: cast to text they read `3.0`
+# for `3` (a REAL), `3.00` (a DECIMAL(65, 2)), `0.0025` for `2.5E-3` (any double), `2020-01-05 10:00:00` for
+# `2020-01-05T10:00:00` (a timestamp; SQLite keeps the text as written). The others cast back exactly.
+_INEXACT_AS_TEXT = {
+    "sqlite": frozenset({"decimal", "double"}),
+    "postgresql": frozenset({"double", "timestamp"}),
+    "mysql": frozenset({"decimal", "double", "timestamp"}),
+}
+
+
+def rewrites_values(old: ColumnType, new: ColumnType, family: str) -> bool:
+    """Whether widening a column from `old` to `new` in place would change how its values read back: a typed
+    column gives back the same number or day either way, but a text column must give back the very text."""
+    return new.kind == "text" and old.kind in _INEXACT_AS_TEXT[family]
+
+
 def join_all(types: Iterable[ColumnType]) -> ColumnType:
     result = EMPTY
     for column_type in types:

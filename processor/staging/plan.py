@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..schema import TEXT, ColumnType, join, parse_type_spec, stored_type
+from ..schema import TEXT, ColumnType, join, parse_type_spec, rewrites_values, stored_type
 from .profile import FileProfile
 
 
@@ -63,6 +63,17 @@ def name_clash(table: str, deals_view: str, views: Iterable[str]) -> str | None:
 # ones move out of line), fixed-size values with their alignment; the worst case per column, and the page.
 _PG_COLUMN_BYTES = {"integer": 16, "double": 16, "timestamp": 16, "date": 8}
 _PG_TEXT_BYTES, _PG_ROW_BYTES, _PG_ROW_HEADER = 20, 8160, 24
+
+
+def hold_back(plan: TablePlan, family: str) -> tuple[TablePlan, dict[str, ColumnType]]:
+    """The plan without the widenings that would change how values already in the table read back (to text
+    from a kind whose text is not the file's, see `schema.rewrites_values`), and those widenings: the loader
+    does them apart, and loads the files holding such values again."""
+    held = {c: new for c, old, new in plan.widened if rewrites_values(old, new, family)}
+    if not held:
+        return plan, {}
+    existing = plan.existing or {}
+    return dataclasses.replace(plan, types={**plan.types, **{c: existing[c] for c in held}}), held
 
 
 def row_fits(types: Iterable[ColumnType], family: str) -> bool:

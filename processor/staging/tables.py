@@ -150,7 +150,7 @@ def widen(engine: Engine, table: str, needed: Mapping[str, ColumnType], protecte
             if family == "sqlite":
                 _sqlite_rebuild(conn, table, {**current, **changes})
             else:
-                _alter_types(conn, table, changes, family, protected_view)
+                _alter_types(conn, table, changes, current, family, protected_view)
             for column, new in changes.items():
                 log.warning("schema change: %s.%s widened from %s to %s", table, column, current[column].kind, new.kind)
         return {**current, **changes}
@@ -175,7 +175,14 @@ class _ddl_lock:
         return False
 
 
-def _alter_types(conn: Connection, table: str, changes: Mapping[str, ColumnType], family: str, view: str | None):
+def _alter_types(
+    conn: Connection,
+    table: str,
+    changes: Mapping[str, ColumnType],
+    current: Mapping[str, ColumnType],
+    family: str,
+    view: str | None,
+):
     preparer = conn.dialect.identifier_preparer
     if family == "postgresql" and view and view in sa.inspect(conn).get_view_names():
         log.info("dropping view %s so %s can change; the transform stage rebuilds it", view, table)
@@ -184,7 +191,10 @@ def _alter_types(conn: Connection, table: str, changes: Mapping[str, ColumnType]
         ddl = sql_type(new, family).compile(dialect=conn.dialect)
         name = preparer.quote(column)
         if family == "postgresql":
-            statement = f"ALTER TABLE {preparer.quote(table)} ALTER COLUMN {name} TYPE {ddl} USING {name}::{ddl}"
+            # A day as ISO text whatever the server's DateStyle, as the file wrote it.
+            as_day = current[column].kind == "date" and new.kind == "text"
+            cast = f"to_char({name}, 'YYYY-MM-DD')" if as_day else f"{name}::{ddl}"
+            statement = f"ALTER TABLE {preparer.quote(table)} ALTER COLUMN {name} TYPE {ddl} USING {cast}"
         else:
             statement = f"ALTER TABLE {preparer.quote(table)} MODIFY COLUMN {name} {ddl} NULL"
         conn.exec_driver_sql(statement)
@@ -206,6 +216,30 @@ def _sqlite_rebuild(conn: Connection, table: str, types: Mapping[str, ColumnType
     conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
     conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(temporary)} RENAME TO {preparer.quote(table)}")
     conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+
+
+def _any_value(columns: Iterable[str]) -> sa.ColumnElement:
+    return sa.or_(*(sa.column(c).is_not(None) for c in columns))
+
+
+def others_hold_values(engine: Engine, table: str, columns: Iterable[str], path: str) -> bool:
+    """Whether rows not of `path` (of other files, or of no file) hold a value in any of the columns."""
+    source = sa.column(SOURCE_COLUMN)
+    query = (
+        sa.select(sa.literal(1))
+        .select_from(sa.table(table))
+        .where(sa.or_(source.is_(None), source != path), _any_value(columns))
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def files_holding_values(engine: Engine, table: str, columns: Iterable[str]) -> set[str | None]:
+    """The files (`_source_file`; None for rows of no file) whose rows hold a value in any of the columns."""
+    query = sa.select(sa.column(SOURCE_COLUMN)).select_from(sa.table(table)).where(_any_value(columns)).distinct()
+    with engine.connect() as conn:
+        return set(conn.execute(query).scalars())
 
 
 def drop_tables(engine: Engine, names: Iterable[str]) -> None:

@@ -31,19 +31,20 @@ from ..find import SourceFile
 from ..find.presence import VANISHED, vanished
 from ..ledger import Reject
 from ..redact import redact
-from ..schema import ColumnType, column_names
+from ..schema import ColumnType, column_names, rewrites_values
 from . import mysql, postgres, sqlite
 from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
 from .split import ByteRange, open_range
-from .tables import MORE_COLUMN, delete_file_rows, reflect, refused, widen
+from .tables import MORE_COLUMN, delete_file_rows, others_hold_values, reflect, refused, widen
 from .target import DataProblem, Disconnected, Refused, Target
 from .verify import verifying
 
 log = logging.getLogger(__name__)
 
 WRITERS = {"postgresql": postgres, "mysql": mysql, "sqlite": sqlite}
+DEFERRED = "deferred"  # a result status the parent resolves; never in the ledger or the final report
 BATCH_ROWS = 5000
 MAX_WIDENINGS = 4
 
@@ -65,6 +66,7 @@ class LoadTask:
     sampled_whole: bool = False  # the sample read every row
     previous_lineage: str | None = None  # the `_source_file` of the rows an earlier load left in previous_table
     folded: tuple[str, ...] = ()  # columns its table cannot take: kept as one JSON object in MORE_COLUMN
+    alone: bool = False  # the only task of this run for its table (no other writer this run)
 
     @property
     def table_columns(self) -> tuple[str, ...]:
@@ -110,6 +112,7 @@ class FileResult:
     error: str | None = None
     changes: list[str] = field(default_factory=list)
     attempts: int = 1
+    needed: dict[str, ColumnType] = field(default_factory=dict)  # DEFERRED: the widenings it waits for
 
 
 @dataclass
@@ -130,6 +133,14 @@ class _NeedsWidening(Exception):
     pass
 
 
+class _Deferred(Exception):
+    """The file needs a widening that would change other files' values: the parent does it and reloads them."""
+
+    def __init__(self, needed: dict[str, ColumnType]):
+        super().__init__(", ".join(needed))
+        self.needed = needed
+
+
 def load_file(task: LoadTask) -> FileResult:
     """Load one file into its table; never raises (failures come back in the result)."""
     started = time.monotonic()
@@ -144,6 +155,8 @@ def load_file(task: LoadTask) -> FileResult:
         result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
     except _Failed as failed:
         _fail(engine, task, result, str(failed), failed.rejects)
+    except _Deferred as deferred:  # nothing of it is kept; the ledger says loading until the parent loads it
+        result.status, result.needed = DEFERRED, deferred.needed
     except Refused as refusal:
         _fail(engine, task, result, refused(refusal, task.table, len(task.table_columns)), [])
     except Exception as exc:  # any other error fails this file alone
@@ -249,12 +262,29 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
         outcome = _careful(engine, writer, task, target)
         if not outcome.needed:
             return outcome
-        wider = _widen(engine, task, {columns[i]: t for i, t in outcome.needed.items()})
+        needed = {columns[i]: t for i, t in outcome.needed.items()}
+        _defer_if_others_would_change(engine, task, dict(zip(columns, types, strict=True)), needed)
+        wider = _widen(engine, task, needed)
         for index in outcome.needed:
             changes.append(f"widened {task.table}.{columns[index]} to {wider[columns[index]].kind}")
         types = tuple(wider[c] for c in columns)
         fast = bulk_allowed and outcome.rejected == 0 and not task.folded
     raise _Failed("column types kept changing while loading; set COLUMN_TYPES for this table")
+
+
+def _defer_if_others_would_change(
+    engine: Engine, task: LoadTask, current: dict[str, ColumnType], needed: dict[str, ColumnType]
+) -> None:
+    """Raise _Deferred when widening in place would change how values of other files read back (`3` as `3.0`
+    once the column is text): the parent then widens and loads those files again. In place is fine for a
+    file alone in its table this run when no other file's rows hold a value in those columns."""
+    family = dialect_family(engine)
+    changing = [c for c, t in needed.items() if rewrites_values(current[c], current[c].join(t), family)]
+    if not changing:
+        return
+    if task.alone and not others_hold_values(engine, task.table, changing, task.source.path):
+        return
+    raise _Deferred(needed)
 
 
 def _widen(engine: Engine, task: LoadTask, needed: dict[str, ColumnType]) -> dict[str, ColumnType]:
