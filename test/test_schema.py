@@ -1,6 +1,7 @@
 """Header cleaning, type inference and widening (pure)."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -218,3 +219,16 @@ def test_a_value_in_its_columns_plain_pattern_fits_the_column_unchanged(column, 
 def test_plain_dates_and_numbers_match_their_pattern(column, value):
     assert re.fullmatch(plain_pattern(column), value)
     assert column.accepts(classify(value))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    mantissa=st.from_regex(r"-?(0|[1-9][0-9]{0,19})(\.[0-9]{1,19})?", fullmatch=True),
+    exponent=st.integers(-420, 420),
+)
+def test_a_value_typed_double_reads_back_as_the_same_number(mantissa, exponent):
+    """Whatever the exponent and the digits: a double column gives back the number the file wrote, or the
+    value is text (never 0 for 1e-400, never infinity, never a rounded 17th digit)."""
+    value = f"{mantissa}e{exponent}"
+    if classify(value) == DOUBLE:
+        assert Decimal(repr(float(value))) == Decimal(value)

@@ -73,6 +73,7 @@ def apply_plan(engine: Engine, plan: TablePlan, protected_view: str | None = Non
 
 
 PROBE_TABLE = "_processor_probe"  # a name no staging table can take
+MAX_COLUMNS = {"sqlite": 2000, "postgresql": 1600, "mysql": 1017}  # per table, as the databases ship (InnoDB's)
 
 
 def columns_that_fit(engine: Engine, plan: TablePlan) -> int:
@@ -80,16 +81,21 @@ def columns_that_fit(engine: Engine, plan: TablePlan) -> int:
     count whose rows surely fit (`row_fits`) and that the database accepts in a table created for the question
     and dropped (a binary search)."""
     family = dialect_family(engine)
+    added = set(plan.added)
     new = [c for c in plan.added if c != MORE_COLUMN]
-    base = {c: plan.types[c] for c in plan.columns if c not in plan.added}
-    low, high = -1, len(new)
+    base = {c: plan.types[c] for c in plan.columns if c not in added}
+
+    def fits(count: int) -> bool:
+        types = {**base, **{c: plan.types[c] for c in new[:count]}, MORE_COLUMN: ColumnType("text")}
+        return row_fits(types.values(), family) and _fits(engine, table_object(PROBE_TABLE, types, family), family)
+
+    most = min(len(new), MAX_COLUMNS[family] - len(base) - 2)  # beside the lineage and JSON columns
+    if most >= 0 and fits(most):
+        return most
+    low, high = -1, most - 1
     while low < high:
         middle = (low + high + 1) // 2
-        types = {**base, **{c: plan.types[c] for c in new[:middle]}, MORE_COLUMN: ColumnType("text")}
-        if row_fits(types.values(), family) and _fits(engine, table_object(PROBE_TABLE, types, family), family):
-            low = middle
-        else:
-            high = middle - 1
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
     return low  # -1: not even the table's other columns and the JSON column
 
 
