@@ -10,7 +10,6 @@ from helpers import ledger_rows, reject_rows, run_load, write_bytes
 # name -> the values of one column, in file order (the first is an ordinary one, so a sample of one row types it)
 CASES = {
     "underflow": ["1E5", "2.5E-3", "1e-400"],
-    "underflow_negative": ["1E5", "-3e-999"],
     "below_the_normal_range": ["1E5", "4.9e-324", "2.2e-308"],
     "overflow": ["1E5", "1e400", "-2E999"],
     "more_digits_than_a_double_keeps": ["1E5", "1.2345678901234567E3"],

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from .. import ledger
 from ..config import Settings
-from ..db import dialect_family, refusal_kind, writing
+from ..db import PRIVILEGE, dialect_family, refusal_kind, writing
 from ..schema import ColumnType, rewrites_values
 from .tables import SOURCE_COLUMN, files_holding_values, reflect, refused, widen
 
@@ -142,21 +142,29 @@ def _take_out(engine: Engine, table: str, files: list[Any], lineages: list[str])
     has no row to rewrite either."""
     if not files:
         return
-    quoted = engine.dialect.identifier_preparer.quote(table)
     source = sa.column(SOURCE_COLUMN)
     with writing(engine) as conn:
         for file in files:
             ledger.clear_rows(conn, file)
-        others = (
-            sa.select(sa.func.count())
-            .select_from(sa.table(table))
-            .where(sa.or_(source.is_(None), source.not_in(lineages)))
-        )
-        if conn.execute(others).scalar_one():
+        others = sa.or_(source.is_(None), source.not_in(lineages))
+        if conn.execute(sa.select(sa.func.count()).select_from(sa.table(table)).where(others)).scalar_one():
             for start in range(0, len(lineages), CHUNK):
                 chunk = lineages[start : start + CHUNK]
                 conn.execute(sa.delete(sa.table(table, source)).where(source.in_(chunk)))
-        elif dialect_family(engine) == "sqlite":
-            conn.exec_driver_sql(f"DELETE FROM {quoted}")  # SQLite empties a table without a WHERE at once
-        else:
-            conn.exec_driver_sql(f"TRUNCATE TABLE {quoted}")  # MySQL commits the ledger first: the safe order
+            return
+    _empty(engine, table)
+
+
+def _empty(engine: Engine, table: str) -> None:
+    """TRUNCATE (a user who may not, and SQLite, delete every row instead: slower on a big table, same result)."""
+    quoted = engine.dialect.identifier_preparer.quote(table)
+    if dialect_family(engine) != "sqlite":
+        try:
+            with writing(engine) as conn:
+                conn.exec_driver_sql(f"TRUNCATE TABLE {quoted}")
+            return
+        except sa.exc.DBAPIError as exc:
+            if refusal_kind(exc) != PRIVILEGE:
+                raise
+    with writing(engine) as conn:
+        conn.exec_driver_sql(f"DELETE FROM {quoted}")
