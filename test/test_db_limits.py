@@ -14,7 +14,7 @@ from test_hostile import backend_of
 
 from processor import ledger
 from processor.db import create_engine, normalise_url
-from processor.errors import DatabaseError, TransformError
+from processor.errors import ConfigError, DatabaseError
 from processor.pipeline import run
 from processor.staging.plan import name_clash
 
@@ -66,9 +66,9 @@ def test_a_staged_table_is_never_replaced_by_the_deals_view(tmp_path, db_url, ma
     engine = engine_of(db_url)
     assert count(engine, "deals") == 3
     settings = elsewhere.replace(deals_view="deals")
-    with pytest.raises(TransformError, match="DEALS_VIEW=deals is a staging table") as raised:
+    with pytest.raises(ConfigError, match="deals is a staging table") as raised:
         run(settings, "transform")
-    assert raised.value.exit_code == 5
+    assert raised.value.exit_code == 2
     again = run(settings, "load").load  # and a later load says why it will not touch deals.csv
     assert [f.status for f in again.files if f.path == "deals.csv"] == ["failed"]
     assert count(engine, "deals") == 3 and "deals" in sa.inspect(engine).get_table_names()
@@ -91,8 +91,8 @@ def test_the_ledger_names_can_never_be_taken(tmp_path, db_url, make_settings, en
     engine = engine_of(db_url)
     assert set(ledger_rows(engine)) == {"_processor_files.csv"}  # the ledger is the ledger
     assert read_table(engine, "processor_files", columns=["path", "status"]) == [{"path": "x", "status": "y"}]
-    report = run_load(make_settings, folder, db_url, dest_table="_processor_rejects", full_refresh=True)
-    assert report.files[0].table == "processor_rejects"
+    with pytest.raises(ConfigError, match="_processor are processor's own tables"):
+        run_load(make_settings, folder, db_url, dest_table="_processor_rejects", full_refresh=True)
     assert (
         name_clash("_processor_files", "deals", [])
         and name_clash("Deals", "deals", [])

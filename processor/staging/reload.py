@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from .. import ledger
 from ..config import Settings
 from ..db import PRIVILEGE, dialect_family, refusal_kind, writing
+from ..find import SourceFile
 from ..schema import ColumnType, rewrites_values
 from .tables import SOURCE_COLUMN, files_holding_values, reflect, refused, widen
 
@@ -102,7 +103,7 @@ def resolve(
 def _paths_by_lineage(engine: Engine, sources: Mapping[str, Any]) -> dict[str, str]:
     """This run's files by the `_source_file` their rows carry: their lineage now, and the one the ledger
     recorded for their earlier rows (an upgraded ledger's rows keep their old lineage)."""
-    files = {path: getattr(item, "source", item) for path, item in sources.items()}
+    files = {path: item if isinstance(item, SourceFile) else item.source for path, item in sources.items()}
     paths = {file.lineage: path for path, file in files.items()}
     entries = ledger.read(engine)
     for path, file in files.items():
