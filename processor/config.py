@@ -161,6 +161,13 @@ def _executor(raw: str) -> str:
     return value
 
 
+def _wide_files(raw: str) -> str:
+    value = raw.strip().lower() or "fail"
+    if value not in ("fail", "json"):
+        raise ValueError("expected fail or json")
+    return value
+
+
 def _progress(raw: str) -> str:
     value = raw.strip().lower() or "auto"
     if value in _TRUE:
@@ -469,6 +476,14 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="1",
     ),
     Option(
+        "WIDE_FILES",
+        "wide_files",
+        "fail",
+        "a file with more columns than a table can take: fail, or json (the leading columns that fit, "
+        "the others in one JSON column _more_columns)",
+        _wide_files,
+    ),
+    Option(
         "LOAD_RETRIES",
         "load_retries",
         3,
@@ -673,6 +688,7 @@ class Settings:
     column_types: tuple[tuple[str, str, str], ...] = ()
     infer_types: bool = True
     verify_values: bool = True
+    wide_files: str = "fail"
     sample_rows: int = 10000
     load_retries: int = 3
     split_min_bytes: int = 256 * 1024 * 1024

@@ -260,6 +260,29 @@ def describe_db_error(exc: BaseException, url: URL | None = None) -> str:
     return redact(text, secrets)
 
 
+PRIVILEGE, WIDTH = "privilege", "width"
+_PG_CODES = {"42501": PRIVILEGE, "54011": WIDTH, "54000": WIDTH}  # insufficient_privilege, too_many_columns, limit
+_MYSQL_CODES = {1142: PRIVILEGE, 1143: PRIVILEGE, 1044: PRIVILEGE, 1227: PRIVILEGE, 1370: PRIVILEGE}
+_MYSQL_CODES |= {1117: WIDTH, 1118: WIDTH}  # too many columns / table definition too large, row size too large
+_SQLITE_WORDS = {"readonly database": PRIVILEGE, "too many columns": WIDTH}
+
+
+def refusal_kind(exc: BaseException) -> str | None:
+    """What a database refused, when it is no passing fault: PRIVILEGE (the user may not create or change it),
+    WIDTH (too many columns, or too wide a row), or None."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "pgcode", None)
+    if code is not None:
+        return _PG_CODES.get(code)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        if args[0] == 1005 and "185" in str(args[1:]):  # InnoDB's errno 185: too many columns
+            return WIDTH
+        return _MYSQL_CODES.get(args[0])
+    text = str(orig).lower()
+    return next((kind for words, kind in _SQLITE_WORDS.items() if words in text), None)
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an error's message (drivers add SQL and hints below it)."""
     text = str(exc).strip()

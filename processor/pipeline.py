@@ -125,6 +125,10 @@ def run(
         if step in ("all", "sync"):
             if settings.pipedrive_api_key:
                 from .pipedrive import run_sync
+                from .transform import check_payments
+
+                if report.transform is None:  # a sync alone: the view was built earlier, the payments may be newer
+                    check_payments(settings, engine)
 
                 report.sync = run_sync(settings, engine)
             else:
