@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .. import meter
 from ..find import SourceFile
 from ..find.streams import open_location
 
@@ -79,6 +80,7 @@ class HashingReader(io.RawIOBase):
         self.tail = b""  # the last bytes read, to look at the file's last line
         self.error: OSError | None = None  # why reading the source failed, whatever a consumer made of it
         self.tee: Callable[[bytes], None] | None = None  # also receives every byte read from here on
+        self.meter = meter.reading()  # the progress bar's count, when a load task reads through it
 
     def readable(self) -> bool:
         return True
@@ -106,6 +108,8 @@ class HashingReader(io.RawIOBase):
     def _seen(self, data: bytes) -> None:
         self._hash.update(data)
         if data:
+            if self.meter is not None:
+                self.meter.add(len(data))
             if self.tee is not None:
                 self.tee(data)
             self.tail = (self.tail + data)[-self.TAIL :] if len(data) < self.TAIL else data[-self.TAIL :]

@@ -25,11 +25,12 @@ from typing import BinaryIO
 import pymysql
 from sqlalchemy.engine import Connection
 
+from ..db import refusal_kind
 from ..schema import NULL_WORD
 from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
 from .tables import SOURCE_COLUMN
-from .target import DataProblem, Disconnected, Target
+from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "load data"
 _ENCODINGS = {"utf-8": "utf8mb4", "utf-8-sig": "utf8mb4", "cp1252": "latin1", "iso8859-1": "latin1"}
@@ -211,6 +212,8 @@ def _driver_errors() -> Iterator[None]:
     except (pymysql.err.DataError, pymysql.err.IntegrityError, pymysql.err.InternalError, UnicodeError) as exc:
         raise DataProblem(_message(exc)) from exc
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        if refusal_kind(exc):  # a privilege or a limit: no other row or retry helps
+            raise Refused(exc) from exc
         if isinstance(exc, pymysql.err.InterfaceError) or (exc.args and exc.args[0] in _DISCONNECTS):
             raise Disconnected(_message(exc)) from exc
         raise DataProblem(_message(exc)) from exc
