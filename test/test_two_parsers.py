@@ -162,3 +162,19 @@ def test_a_rejected_line_longer_than_64_kb_is_kept_cut(tmp_path, db_url, make_se
     assert report.exit_code == 0 and report.files[0].rows_loaded == 1, report.files[0].error
     [reject] = reject_rows(engine_of(db_url))
     assert reject["line"] == 2 and reject["raw"] == "1,2," + "é" * (16_000 - 4)
+
+
+def test_without_local_infile_a_row_over_max_allowed_packet_is_rejected_by_name(
+    tmp_path, mysql_url, make_settings, engine_of, monkeypatch
+):
+    """INSERTs must fit the server's max_allowed_packet (16 MiB on MariaDB): a bigger row is a reject
+    naming it, not a dropped connection that fails the file."""
+    from processor.staging import mysql
+
+    monkeypatch.setattr(mysql, "can_bulk", lambda conn: False)
+    write_bytes(tmp_path / "src" / "big.csv", b"id,blob\n1," + b"x" * 17_825_792 + b"\n2,small\n")
+    report = run_load(make_settings, tmp_path / "src", mysql_url, infer_types=False)
+    assert report.exit_code == 0 and report.files[0].rows_loaded == 1, report.files[0].error
+    assert [row["blob"] for row in read_table(engine_of(mysql_url), "big")] == ["small"]
+    [reject] = reject_rows(engine_of(mysql_url))
+    assert reject["line"] == 2 and "max_allowed_packet" in reject["reason"]

@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 import pymysql
@@ -117,7 +117,7 @@ def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> No
         return
     limit = _packet_limit(conn)
     for row in rows:
-        if sum(len(value) for value in row if value) * 4 > limit and _row_bytes(row) > limit:
+        if sum(len(value) for value in row if value.__class__ is str) * 4 > limit and _row_bytes(row) > limit:
             raise DataProblem(f"a row of {_row_bytes(row):,} bytes is over the server's max_allowed_packet ({limit:,})")
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(c) for c in [*target.columns, SOURCE_COLUMN])
@@ -158,8 +158,9 @@ def load_chunks(conn: Connection, target: Target, chunks: Iterable[Chunk]) -> in
     return loaded
 
 
-def _row_bytes(row: list[str | None]) -> int:
-    return sum(len(value.encode("utf-8", "surrogateescape")) for value in row if value)
+def _row_bytes(row: Sequence) -> int:
+    """About the bytes a row's values take in a statement (values of a DataFrame need not be strings)."""
+    return sum(len(str(value).encode("utf-8", "surrogateescape")) for value in row if value is not None)
 
 
 def _packet_limit(conn: Connection) -> int:
