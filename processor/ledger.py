@@ -212,6 +212,13 @@ def _widen_reject_paths(conn: Connection) -> None:
 # ---------------------------------------------------------------- reading
 
 
+def check_writable(engine: Engine) -> None:
+    """Raise the database's error when this user may not write the ledger (an update that changes nothing)."""
+    with writing(engine) as conn:
+        conn.execute(sa.update(files).where(sa.false()).values(status=files.c.status))
+        conn.execute(sa.delete(rejects).where(sa.false()))
+
+
 def read(engine: Engine) -> dict[str, Entry]:
     """Every ledger entry by its key (a ledger not upgraded yet is read as it will be: files of no source)."""
     with engine.connect() as conn:

@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from . import meter
 from .config import Settings
 from .errors import ConfigError
 from .extras import require
@@ -30,14 +31,22 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _worker_init(level: int, secrets: list[str], environment: dict[str, str]) -> None:
+def _worker_init(level: int, secrets: list[str], environment: dict[str, str], log_format: str, counter) -> None:
     """Workers ignore Ctrl-C (the parent stops them), see the parent's environment as it is now (the
-    fork server started earlier), and log like the parent, secrets masked."""
+    fork server started earlier), log like the parent, secrets masked, and count the bytes they load."""
     from .feedback import configure_logging
 
     os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_logging(logging.getLevelName(level), secrets)
+    configure_logging(logging.getLevelName(level), secrets, log_format, "load")
+    meter.install(counter)
+
+
+def byte_counter():
+    """The counter of bytes in flight (see `meter`), created once, in the parent, for its workers too."""
+    if meter.counter() is None:
+        meter.install(_context().Value("q", 0))
+    return meter.counter()
 
 
 def _context():
@@ -57,6 +66,7 @@ def run_tasks(
     """Results of `function` over `tasks`, in completion order: inline when LOAD_WORKERS=1, else on the
     local pool or the Dask cluster of EXECUTOR. `on_crash(task, exc)` turns a worker that died into a result."""
     pending = list(tasks)
+    byte_counter()
     if settings.executor == "dask" and pending:
         yield from _on_dask(function, pending, settings, on_crash)
     elif settings.load_workers <= 1 or len(pending) <= 1:
@@ -71,7 +81,13 @@ def _on_pool(function, pending: list, settings: Settings, on_crash) -> Iterator:
         max_workers=min(settings.load_workers, len(pending)),
         mp_context=_context(),
         initializer=_worker_init,
-        initargs=(logging.getLogger().level, settings.secrets(), dict(os.environ)),
+        initargs=(
+            logging.getLogger().level,
+            settings.secrets(),
+            dict(os.environ),
+            settings.log_format,
+            byte_counter(),
+        ),
     )
     try:
         futures: dict[Future, Any] = {pool.submit(function, task): task for task in pending}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import ledger
+from . import ledger, runs
 from .config import Settings
 from .db import check_connection
 from .find import source_identity
@@ -41,6 +41,8 @@ class LedgerStatus:
     files: list[ledger.Entry] = field(default_factory=list)
     rejects: int = 0
     last_sync: LastSync | None = None
+    last_run: runs.Run | None = None
+    no_database: str | None = None  # the SQLite file that does not exist (status never creates it)
     checked: Gone = field(default_factory=Gone)  # files of this run's source found missing there now
 
     @property
@@ -65,6 +67,7 @@ class LedgerStatus:
             "gone": [f.key for f in self.gone],
             "rejects": self.rejects,
             "last_sync": self.last_sync.to_dict() if self.last_sync else None,
+            "last_run": self.last_run.to_dict() if self.last_run else None,
         }
 
     def tables(self) -> dict[str, TableTotals]:
@@ -79,11 +82,13 @@ class LedgerStatus:
         return dict(sorted(totals.items()))
 
     def lines(self) -> list[str]:
-        return self._ledger_lines() + _sync_lines(self.last_sync)
+        return self._ledger_lines() + _sync_lines(self.last_sync) + last_run_lines(self.last_run)
 
     def _ledger_lines(self) -> list[str]:
+        if self.no_database:
+            return [f"ledger: none yet; there is no database file {self.no_database}, so nothing has been loaded"]
         if not self.files:
-            return ["ledger: empty; nothing has been loaded into this database yet"]
+            return ["ledger: none yet; nothing has been loaded into this database"]
         counts = Counter(f.status for f in self.files)
         by_status = ", ".join(f"{counts[s]} {s}" for s in sorted(counts))
         last = max((f.finished_at for f in self.files if f.finished_at), default=None)
@@ -107,6 +112,22 @@ class LedgerStatus:
         return out
 
 
+def last_run_lines(run: runs.Run | None) -> list[str]:
+    """When the last run was, how long it took, what it did and how it ended."""
+    if run is None:
+        return []
+    ended = "ok" if run.exit_code == 0 else "failed"
+    out = [
+        f"last run: {run.step}, started {run.started_at:%Y-%m-%d %H:%M:%S} UTC, took {run.seconds:,.1f} s, "
+        f"exit {run.exit_code} ({ended})" + (f", on {run.host}" if run.host else ""),
+    ]
+    if run.summary:
+        out.append(f"  {run.summary}")
+    if run.error:
+        out.append(f"  error: {run.error}")
+    return out
+
+
 def _name(entry: ledger.Entry) -> str:
     """How status names a file: its lineage (source and path), which tells two folders' files apart."""
     return entry.lineage or entry.path
@@ -117,13 +138,14 @@ def ledger_status(engine: Engine, settings: Settings | None = None) -> LedgerSta
     files of their source are gone; raises DatabaseError when the database is unreachable."""
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:" and not os.path.exists(database):
-        return LedgerStatus()  # asking must not leave an empty database file behind
+        return LedgerStatus(no_database=database)  # asking must not leave an empty database file behind
     check_connection(engine)
     status = _read_ledger(engine)
     status.last_sync = last_sync(engine)
     if settings is not None and status.files:
         source = source_identity(settings.src_data_folder, settings.source_name)
         status.checked = find_gone(settings, source, status.files)
+    status.last_run = runs.last(engine)
     return status
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from processor.staging.loader import load
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "processor" / "sample_data"
 
 
 def write_csv(path: Path, header, rows, **kwargs) -> Path:
@@ -78,3 +84,25 @@ def ledger_rows(engine: sa.Engine) -> dict[str, dict]:
 def reject_rows(engine: sa.Engine, path: str | None = None) -> list[dict]:
     rows = read_table(engine, "_processor_rejects", order_by="path,line")
     return [r for r in rows if path is None or r["path"] == path]
+
+
+def run_index(cwd: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python index.py` in `cwd` with only the given variables (plus PATH) set."""
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "PROGRESS": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "index.py"), *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def sample_copy(tmp_path: Path) -> Path:
+    """The bundled sample's three files in a folder of the test's own (the sample itself never syncs)."""
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for name in ("raw_customers.csv", "raw_orders.csv", "raw_payments.csv"):
+        (src / name).write_bytes((SAMPLE / name).read_bytes())
+    return src

@@ -28,7 +28,7 @@ from ..redact import redact
 from ..schema import normalise_name
 from ..staging.plan import TablePlan, overrides_by_table, plan_table
 from ..staging.tables import apply_plan, delete_file_rows, drop_tables, reflect
-from ..staging.target import DataProblem, Disconnected, Target
+from ..staging.target import DataProblem, Disconnected, Refused, Target
 from ..staging.worker import WRITERS, FileResult
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def load_frame(frame: Any, table: str, url: str = DEFAULT_DEST_SQL, *, source: s
         except BaseException as exc:
             reason = _reason(exc, settings)
             _record_failure(engine, target, file, run_id, exc, reason)
-            if isinstance(exc, DataProblem | Disconnected | sa.exc.DBAPIError):
+            if isinstance(exc, DataProblem | Disconnected | Refused | sa.exc.DBAPIError):
                 raise LoadError(f"{lineage} -> {name}: {reason}", path=lineage, table=name) from None
             raise
     finally:
@@ -137,7 +137,7 @@ def _fingerprint(frame) -> str:
 def _reason(exc: BaseException, settings: Settings) -> str:
     if isinstance(exc, sa.exc.DBAPIError):
         text = describe_db_error(exc)
-    elif isinstance(exc, DataProblem | Disconnected):
+    elif isinstance(exc, DataProblem | Disconnected | Refused):
         text = str(exc)
     elif isinstance(exc, KeyboardInterrupt):
         text = "stopped by Ctrl-C; nothing of this load was kept"

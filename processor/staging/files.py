@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .. import meter
 from ..find import SourceFile
 from ..find.streams import open_location
 
@@ -89,6 +90,7 @@ class HashingReader(io.RawIOBase):
             None  # why reading stopped (the source, or a tee), whatever a consumer made of it
         )
         self.tees: list[Callable[[bytes], None]] = []  # also receive every byte read from here on; may raise to stop
+        self.meter = meter.reading()  # the progress bar's count, when a load task reads through it
 
     def readable(self) -> bool:
         return True
@@ -117,6 +119,8 @@ class HashingReader(io.RawIOBase):
     def _seen(self, data: bytes) -> None:
         self._hash.update(data)
         if data:
+            if self.meter is not None:
+                self.meter.add(len(data))
             try:
                 for tee in self.tees:
                     tee(data)

@@ -25,12 +25,13 @@ from typing import BinaryIO
 import pymysql
 from sqlalchemy.engine import Connection
 
+from ..db import refusal_kind
 from ..schema import NULL_WORD
 from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
 from .scan import CP1252_UNDEFINED, OPEN_QUOTE, TEXT_AFTER_QUOTE
 from .tables import SOURCE_COLUMN
-from .target import DataProblem, Disconnected, Target
+from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "load data"
 TOOL = "MySQL's LOAD DATA"
@@ -253,6 +254,8 @@ def _driver_errors() -> Iterator[None]:
     except (pymysql.err.DataError, pymysql.err.IntegrityError, pymysql.err.InternalError, UnicodeError) as exc:
         raise DataProblem(_message(exc)) from exc
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        if refusal_kind(exc):  # a privilege or a limit: no other row or retry helps
+            raise Refused(exc) from exc
         if isinstance(exc, pymysql.err.InterfaceError) or (exc.args and exc.args[0] in _DISCONNECTS):
             raise Disconnected(_message(exc)) from exc
         raise DataProblem(_message(exc)) from exc

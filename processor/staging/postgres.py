@@ -15,12 +15,12 @@ from typing import BinaryIO
 import psycopg2
 from sqlalchemy.engine import Connection
 
-from ..db import first_line
+from ..db import first_line, refusal_kind
 from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
 from .scan import BLANK_LINE, END_MARKER, OPEN_QUOTE, STRAY_QUOTE, TEXT_AFTER_QUOTE
 from .tables import SOURCE_SETTING
-from .target import DataProblem, Disconnected, Target
+from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "copy"
 TOOL = "PostgreSQL's COPY"
@@ -101,10 +101,16 @@ def _copy(conn: Connection, sql: str, stream) -> int:
     with conn.connection.driver_connection.cursor() as cursor:
         try:
             cursor.copy_expert(sql, stream, size=CHUNK)
-        except (psycopg2.DataError, psycopg2.IntegrityError, UnicodeError) as exc:
-            raise DataProblem(first_line(exc)) from exc
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        except psycopg2.Error as exc:
+            if refusal_kind(exc):
+                raise Refused(exc) from exc
+            if isinstance(exc, psycopg2.DataError | psycopg2.IntegrityError):
+                raise DataProblem(first_line(exc)) from exc
+            if not isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+                raise
             raise Disconnected(first_line(exc)) from exc
+        except UnicodeError as exc:
+            raise DataProblem(first_line(exc)) from exc
         return cursor.rowcount
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 
 from sqlalchemy.engine import Engine
 
@@ -18,9 +19,10 @@ from .. import ledger
 from ..config import Settings
 from ..db import writing
 from ..find import SourceFile
+from ..schema import ColumnType
 from .split import SplitPlan
 from .tables import delete_file_rows
-from .worker import FileResult, LoadTask
+from .worker import DEFERRED, FileResult, LoadTask
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,15 @@ class Assembler:
             method=_method(parts),
             changes=[c for p in parts for c in p.changes],
             attempts=max(p.attempts for p in parts),
+            spans=[span for p in parts for span in p.spans],
         )
         errors = [p.error for p in parts if p.status == ledger.FAILED]
+        waiting = [p for p in parts if p.status == DEFERRED]
+        if waiting and not errors:  # the parent widens the table, then loads the whole file again
+            merged.status, merged.needed, merged.rows_loaded = DEFERRED, _joined(p.needed for p in waiting), 0
+            with writing(self.engine) as conn:
+                delete_file_rows(conn, task.table, task.source.path)
+            return merged
         if not errors and merged.rows_rejected > self.max_errors:
             errors = [f"more than MAX_ERRORS={self.max_errors} rejected rows across its ranges"]
         if errors:
@@ -125,6 +134,14 @@ class Assembler:
             task.run_id,
         )
         merged.rows_loaded = 0
+
+
+def _joined(needs: Iterable[dict[str, ColumnType]]) -> dict[str, ColumnType]:
+    out: dict[str, ColumnType] = {}
+    for need in needs:
+        for column, column_type in need.items():
+            out[column] = out[column].join(column_type) if column in out else column_type
+    return out
 
 
 def _method(parts: list[FileResult]) -> str:

@@ -16,12 +16,12 @@ from typing import BinaryIO
 
 from sqlalchemy.engine import Connection
 
-from ..db import first_line
+from ..db import first_line, refusal_kind
 from ..schema import classify
 from .encode import Chunk, rows_of
 from .files import CsvFormat, csv_reader, text_stream
 from .tables import SOURCE_COLUMN
-from .target import DataProblem, Disconnected, Target
+from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "insert"
 TOOL = "SQLite's insert path"
@@ -182,6 +182,8 @@ def _driver_errors() -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc):
             raise Disconnected(str(exc)) from exc
+        if refusal_kind(exc):  # a read-only database: no other row helps
+            raise Refused(exc) from exc
         raise DataProblem(first_line(exc)) from exc
     except (sqlite3.Error, csv.Error, UnicodeError, _BadValue) as exc:
         raise DataProblem(first_line(exc)) from exc

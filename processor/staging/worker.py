@@ -14,35 +14,39 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .. import ledger
+from .. import ledger, meter
 from ..config import Settings
-from ..db import describe_db_error, dialect_family, engine_for, first_line, writing
+from ..db import describe_db_error, dialect_family, engine_for, first_line, refusal_kind, writing
 from ..find import SourceFile
 from ..find.presence import VANISHED, vanished
 from ..ledger import Reject
 from ..redact import redact
-from ..schema import ColumnType, column_names
+from ..schema import ColumnType, column_names, rewrites_values
 from . import mysql, postgres, sqlite
 from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
 from .scan import Reencode, Watch
 from .split import ByteRange, open_range
-from .tables import delete_file_rows, reflect, widen
-from .target import DataProblem, Disconnected, Target
+from .tables import MORE_COLUMN, delete_file_rows, others_hold_values, reflect, refused, widen
+from .target import DataProblem, Disconnected, Refused, Target
 from .verify import verifying
 
 log = logging.getLogger(__name__)
 
 WRITERS = {"postgresql": postgres, "mysql": mysql, "sqlite": sqlite}
+DEFERRED = "deferred"  # a result status the parent resolves; never in the ledger or the final report
 BATCH_ROWS = 5000
 MAX_WIDENINGS = 4
 
@@ -63,6 +67,15 @@ class LoadTask:
     byte_range: ByteRange | None = None  # one piece of a big file; the parent owns the file's ledger row
     sampled_whole: bool = False  # the sample read every row
     previous_lineage: str | None = None  # the `_source_file` of the rows an earlier load left in previous_table
+    folded: tuple[str, ...] = ()  # columns its table cannot take: kept as one JSON object in MORE_COLUMN
+    alone: bool = False  # the only task of this run for its table (no other writer this run)
+
+    @property
+    def table_columns(self) -> tuple[str, ...]:
+        """The table's columns this file's rows fill, in file order (with MORE_COLUMN last when it folds)."""
+        if not self.folded:
+            return self.columns
+        return (*(c for c in self.columns if c not in self.folded), MORE_COLUMN)
 
     @property
     def verify(self) -> bool:
@@ -106,6 +119,8 @@ class FileResult:
     error: str | None = None
     changes: list[str] = field(default_factory=list)
     attempts: int = 1
+    spans: list[tuple[float, float]] = field(default_factory=list, repr=False)  # wall-clock spans spent writing
+    needed: dict[str, ColumnType] = field(default_factory=dict)  # DEFERRED: the widenings it waits for
 
 
 @dataclass
@@ -126,8 +141,24 @@ class _NeedsWidening(Exception):
     pass
 
 
+class _Deferred(Exception):
+    """The file needs a widening that would change other files' values: the parent does it and reloads them."""
+
+    def __init__(self, needed: dict[str, ColumnType]):
+        super().__init__(", ".join(needed))
+        self.needed = needed
+
+
 def load_file(task: LoadTask) -> FileResult:
     """Load one file into its table; never raises (failures come back in the result)."""
+    size = task.byte_range.end - task.byte_range.start if task.byte_range else task.source.size
+    with meter.loading(size) as metered:
+        result = _load_file(task)
+        result.spans = metered.spans
+        return result
+
+
+def _load_file(task: LoadTask) -> FileResult:
     started = time.monotonic()
     result = FileResult(task.source.path, task.table, ledger.LOADED, size=task.source.size)
     engine = None
@@ -140,6 +171,10 @@ def load_file(task: LoadTask) -> FileResult:
         result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
     except _Failed as failed:
         _fail(engine, task, result, str(failed), failed.rejects)
+    except _Deferred as deferred:  # nothing of it is kept; the ledger says loading until the parent loads it
+        result.status, result.needed = DEFERRED, deferred.needed
+    except Refused as refusal:
+        _fail(engine, task, result, refused(refusal, task.table, len(task.table_columns)), [])
     except Exception as exc:  # any other error fails this file alone
         log.debug("loading %s failed", task.source.path, exc_info=True)
         if task.byte_range is None and vanished(task.source, exc):
@@ -201,6 +236,8 @@ def _load_with_retries(engine: Engine, task: LoadTask, result: FileResult) -> _O
         try:
             return _load(engine, task, result.changes)
         except (Disconnected, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if refusal_kind(exc):  # a privilege or a limit: no retry changes it
+                raise _Failed(refused(exc, task.table, len(task.table_columns))) from None
             if attempt == retries:
                 reason = f"the database connection failed {attempt + 1} times: {_describe(exc, task.settings)}"
                 raise _Failed(reason) from None
@@ -231,15 +268,16 @@ def _load_as(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
         types = _file_types(conn, task)
         bulk_allowed = writer.can_bulk(conn)
     fast = bulk_allowed
+    columns = task.table_columns
     for _ in range(MAX_WIDENINGS):
         target = Target(
             task.table,
             task.source.lineage,
-            task.columns,
+            columns,
             types,
             settings.null_values,
             settings.null_values_in_text,
-            task.nullish,
+            () if task.folded else task.nullish,
         )
         if fast and writer.faithful(target):
             try:
@@ -249,20 +287,46 @@ def _load_as(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
         outcome = _careful(engine, writer, task, target)
         if not outcome.needed:
             return outcome
-        wider = widen(engine, task.table, {task.columns[i]: t for i, t in outcome.needed.items()}, settings.deals_view)
+        needed = {columns[i]: t for i, t in outcome.needed.items()}
+        _defer_if_others_would_change(engine, task, dict(zip(columns, types, strict=True)), needed)
+        wider = _widen(engine, task, needed)
         for index in outcome.needed:
-            changes.append(f"widened {task.table}.{task.columns[index]} to {wider[task.columns[index]].kind}")
-        types = tuple(wider[c] for c in task.columns)
-        fast = bulk_allowed and outcome.rejected == 0
+            changes.append(f"widened {task.table}.{columns[index]} to {wider[columns[index]].kind}")
+        types = tuple(wider[c] for c in columns)
+        fast = bulk_allowed and outcome.rejected == 0 and not task.folded
     raise _Failed("column types kept changing while loading; set COLUMN_TYPES for this table")
+
+
+def _defer_if_others_would_change(
+    engine: Engine, task: LoadTask, current: dict[str, ColumnType], needed: dict[str, ColumnType]
+) -> None:
+    """Raise _Deferred when widening in place would change how values of other files read back (`3` as `3.0`
+    once the column is text): the parent then widens and loads those files again. In place is fine for a
+    file alone in its table this run when no other file's rows hold a value in those columns."""
+    family = dialect_family(engine)
+    changing = [c for c, t in needed.items() if rewrites_values(current[c], current[c].join(t), family)]
+    if not changing:
+        return
+    if task.alone and not others_hold_values(engine, task.table, changing, task.source.path):
+        return
+    raise _Deferred(needed)
+
+
+def _widen(engine: Engine, task: LoadTask, needed: dict[str, ColumnType]) -> dict[str, ColumnType]:
+    try:
+        return widen(engine, task.table, needed, task.settings.deals_view)
+    except sa.exc.DBAPIError as exc:
+        if refusal_kind(exc) is None:
+            raise
+        raise _Failed(refused(exc, task.table, len(task.columns))) from None
 
 
 def _file_types(conn: Connection, task: LoadTask) -> tuple:
     table = reflect(conn, task.table)
-    missing = [c for c in task.columns if table is None or c not in table]
+    missing = [c for c in task.table_columns if table is None or c not in table]
     if missing:
         raise _Failed(f"table {task.table} lacks column(s) {', '.join(missing)}; it changed during the run")
-    return tuple(table[c] for c in task.columns)
+    return tuple(table[c] for c in task.table_columns)
 
 
 def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> None:
@@ -281,8 +345,22 @@ def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _O
     return _bulk(engine, writer, task, target)
 
 
+@contextmanager
+def _writing_timed(engine: Engine) -> Iterator[Connection]:
+    """`writing`, with the time the transaction held the table (from BEGIN, which on SQLite waits for the
+    write lock, to COMMIT or ROLLBACK) added to the load's meter: its rows per second count only that."""
+    metered, began = meter.current(), None
+    try:
+        with writing(engine) as conn:
+            began = time.time()
+            yield conn
+    finally:
+        if metered is not None and began is not None:
+            metered.spans.append((began, time.time()))
+
+
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
-    with writing(engine) as conn:
+    with _writing_timed(engine) as conn:
         _begin(conn, writer, task, target)
         with task.open() as raw, verifying(target, task.read_format, needed=task.verify) as verifier:
             reader = HashingReader(raw)
@@ -342,14 +420,14 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
     )
     rejects: list[Reject] = []
     try:
-        with writing(engine) as conn:
+        with _writing_timed(engine) as conn:
             _begin(conn, writer, task, target)
             with task.open() as raw:
                 reader = HashingReader(raw)
                 watch = Watch(task.read_format, frozenset(), writer.TOOL)  # for a guessed encoding
                 reader.tees = [watch.feed]
                 stream = text_stream(reader, task.read_format, errors="surrogateescape")
-                records = read_records(stream, task.read_format, len(target.columns), task.first_line)
+                records = read_records(stream, task.read_format, len(task.columns), task.first_line)
                 try:
                     seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
                 except _Failed:
@@ -373,9 +451,13 @@ def _careful_rows(conn, writer, task, target, checker, records, rejects) -> tupl
         next(records, None)
     seen = loaded = 0
     batch: list = []
+    shape, width = _folding(task), len(task.columns)
     for record in records:
         seen += 1
-        values, reason = (None, record.error) if record.error else checker.check(record.fields)
+        if record.error or len(record.fields) != width:
+            values, reason = None, record.error or f"expected {width} fields, found {len(record.fields)}"
+        else:
+            values, reason = checker.check(shape(record.fields))
         if reason:
             rejects.append(Reject(record.line, reason, printable(record.raw)))
         elif not checker.needed:
@@ -388,6 +470,22 @@ def _careful_rows(conn, writer, task, target, checker, records, rejects) -> tupl
         loaded += _insert_isolating(conn, writer, target, batch, rejects)
         _check_limit(rejects, task.settings.max_errors)
     return seen, loaded
+
+
+def _folding(task: LoadTask) -> Callable[[list[str]], list[str]]:
+    """Fields as the table takes them: as they are, or (WIDE_FILES=json) the kept ones and one JSON object
+    of the others, each under its column name, values as written (rows of the file's width only)."""
+    if not task.folded:
+        return lambda fields: fields
+    folded = set(task.folded)
+    kept = [i for i, c in enumerate(task.columns) if c not in folded]
+    others = [(c, i) for i, c in enumerate(task.columns) if c in folded]
+
+    def shape(fields: list[str]) -> list[str]:
+        more = json.dumps({c: fields[i] for c, i in others}, ensure_ascii=False)
+        return [*(fields[i] for i in kept), more]
+
+    return shape
 
 
 def _check_limit(rejects: list[Reject], max_errors: int) -> None:
