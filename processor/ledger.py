@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 FILES_TABLE = "_processor_files"
 REJECTS_TABLE = "_processor_rejects"
 KEY_LENGTH = 64  # a SHA-256 in hex
-RAW_LIMIT = 65536  # characters of a rejected line kept
+RAW_LIMIT = 16_000  # characters of a rejected line kept: 4 bytes each fit a MySQL TEXT (65,535 bytes)
 
 metadata = sa.MetaData()
 files = sa.Table(

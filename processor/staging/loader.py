@@ -345,6 +345,9 @@ def profile_source(task: ProfileTask) -> Profiled:
         if not profile.header:
             return Profiled(source, task.table, skip="empty file")
         split = _split(task, profile)
+        if split and not profile.format.encoding_settled:
+            settled = dataclasses.replace(profile.format, encoding=split.encoding, encoding_settled=True)
+            profile = dataclasses.replace(profile, format=settled)
     except (OSError, csv.Error, UnicodeError, zipfile.BadZipFile, EOFError) as exc:
         if vanished(source, exc):
             return Profiled(source, task.table, skip=VANISHED)
@@ -359,7 +362,7 @@ def _split(task: ProfileTask, profile: FileProfile) -> SplitPlan | None:
     if task.split_parts < 2 or not profile.format.ascii_compatible:
         return None
     with open_location(task.source.location, 0, root=task.source.root) as raw:
-        return plan_split(raw, task.source.size, task.split_parts, profile.format.header)
+        return plan_split(raw, task.source.size, task.split_parts, profile.format.header, profile.format.delimiter)
 
 
 def _unchanged(task: ProfileTask, fingerprint: str | None) -> bool:

@@ -18,10 +18,14 @@ from sqlalchemy.engine import Connection
 from ..db import first_line, refusal_kind
 from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
+from .scan import BLANK_LINE, END_MARKER, OPEN_QUOTE, STRAY_QUOTE, TEXT_AFTER_QUOTE
 from .tables import SOURCE_SETTING
 from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "copy"
+TOOL = "PostgreSQL's COPY"
+# Constructs COPY reads otherwise than our reader (scan.py): files holding one take the careful path.
+BENDS: frozenset[str] = frozenset({STRAY_QUOTE, TEXT_AFTER_QUOTE, OPEN_QUOTE, END_MARKER, BLANK_LINE})
 # Python codec name -> PostgreSQL client encoding; anything else is transcoded to UTF-8 on the way.
 _ENCODINGS = {
     "utf-8": "UTF8",
@@ -53,6 +57,12 @@ def faithful(target: Target) -> bool:
 def lean(target: Target) -> bool:
     """COPY has no variant that trusts the sample: the bytes go in as they are."""
     return False
+
+
+def bends(target: Target) -> frozenset[str]:
+    """What to watch for in this target's file: blank lines only in a one-column file (in a wider
+    one COPY fails on them, missing data, and the careful path takes the file anyway)."""
+    return BENDS if len(target.columns) == 1 else BENDS - {BLANK_LINE}
 
 
 def begin(conn: Connection, target: Target) -> None:

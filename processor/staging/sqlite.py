@@ -24,6 +24,9 @@ from .tables import SOURCE_COLUMN
 from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "insert"
+TOOL = "SQLite's insert path"
+# The bulk path parses with our own reader: it reads no construct otherwise.
+BENDS: frozenset[str] = frozenset()
 _REAL_CHARACTERS = 17  # 15 significant digits, a sign and a point
 _NUMERIC_TYPES = {"integer": "('integer', 'null')", "double": "('integer', 'real', 'null')"}
 
@@ -44,6 +47,10 @@ def faithful(target: Target) -> bool:
 def lean(target: Target) -> bool:
     """Every value is checked as it streams; there is nothing to skip."""
     return False
+
+
+def bends(target: Target) -> frozenset[str]:
+    return BENDS
 
 
 def begin(conn: Connection, target: Target) -> None:

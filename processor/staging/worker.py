@@ -37,6 +37,7 @@ from . import mysql, postgres, sqlite
 from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
+from .scan import Reencode, Watch
 from .split import ByteRange, open_range
 from .tables import MORE_COLUMN, delete_file_rows, others_hold_values, reflect, refused, widen
 from .target import DataProblem, Disconnected, Refused, Target
@@ -90,6 +91,11 @@ class LoadTask:
     @property
     def first_line(self) -> int:
         return self.byte_range.first_line if self.byte_range else 1
+
+    def reencoded(self, encoding: str) -> LoadTask:
+        """This task, reading the file in `encoding` (settled)."""
+        fmt = dataclasses.replace(self.format, encoding=encoding, encoding_settled=True)
+        return dataclasses.replace(self, format=fmt)
 
     def open(self):
         """The bytes this task loads: the whole file, or its range."""
@@ -247,6 +253,15 @@ def _load_with_retries(engine: Engine, task: LoadTask, result: FileResult) -> _O
 
 
 def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
+    """Load the file; once more in another encoding when its whole content settles a guessed one."""
+    try:
+        return _load_as(engine, task, changes)
+    except Reencode as change:
+        log.info("%s: %s; loading it again as %s", task.source.path, change, change.encoding)
+        return _load_as(engine, task.reencoded(change.encoding), changes)
+
+
+def _load_as(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
     writer = WRITERS[dialect_family(engine)]
     settings = task.settings
     with engine.connect() as conn:
@@ -351,13 +366,19 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
             reader = HashingReader(raw)
             if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
                 reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
-            reader.tee = verifier.feed if verifier else None
+            watch = Watch(task.read_format, writer.bends(target), writer.TOOL)
+            reader.tees = [watch.feed, *([verifier.feed] if verifier else [])]
             try:
                 rows = writer.bulk(conn, target, reader, task.read_format)
-            except Exception:
-                reader.raise_read_error()  # a download that failed is the source's fault, not the database's
+                reader.drain()
+                watch.finish()
+            except Exception as exc:
+                # A download that failed is the source's fault, not the database's; a construct the
+                # watch found is why the database's parser would have gone wrong.
+                reader.raise_read_error()
+                if isinstance(exc, DataProblem):
+                    _settle_encoding(reader, watch)
                 raise
-            reader.drain()
             if reader.last_line_has_open_quote(task.format):
                 raise DataProblem("the last line has a quote that may never close")
             misfit = verifier.finish() if verifier else None
@@ -365,6 +386,16 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
                 raise DataProblem(misfit)
         _record(conn, task, reader.fingerprint, rows, [])
     return _Outcome(rows, 0, writer.NAME)
+
+
+def _settle_encoding(reader: HashingReader, watch: Watch) -> None:
+    """After the database refused a file whose guessed encoding may be wrong: read the rest, and
+    raise Reencode when the whole file calls for another encoding (else the careful path takes it)."""
+    if not watch.suspects_encoding:
+        return
+    reader.tees = [watch.feed_encoding]
+    reader.drain()
+    watch.finish_encoding()
 
 
 def _record(conn: Connection, task: LoadTask, streamed: str, rows: int, rejects: list[Reject]) -> None:
@@ -393,10 +424,17 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
             _begin(conn, writer, task, target)
             with task.open() as raw:
                 reader = HashingReader(raw)
+                watch = Watch(task.read_format, frozenset(), writer.TOOL)  # for a guessed encoding
+                reader.tees = [watch.feed]
                 stream = text_stream(reader, task.read_format, errors="surrogateescape")
                 records = read_records(stream, task.read_format, len(task.columns), task.first_line)
-                seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
+                try:
+                    seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
+                except _Failed:
+                    _settle_encoding(reader, watch)  # too many rejects may come from a wrong guess
+                    raise
                 reader.drain()
+                watch.finish()
             if checker.needed:
                 raise _NeedsWidening()
             if seen != loaded + len(rejects):
@@ -421,7 +459,7 @@ def _careful_rows(conn, writer, task, target, checker, records, rejects) -> tupl
         else:
             values, reason = checker.check(shape(record.fields))
         if reason:
-            rejects.append(Reject(record.line, reason, record.raw))
+            rejects.append(Reject(record.line, reason, printable(record.raw)))
         elif not checker.needed:
             batch.append((record, values))
             if len(batch) >= BATCH_ROWS:
