@@ -6,9 +6,9 @@ ARG takes its default (or --build-arg), the RUN lines run with the image's paths
 folder (so the virtualenv is built as the image builds it: a dependency the package does not
 declare is missing here too), `useradd` and `chown` give the image's user its files, ENV,
 WORKDIR and USER are honoured. Then the CMD runs as that user (when this script runs as root, as
-in CI), with only environment variables: the bundled sample data and a fake Pipedrive on loopback,
-once into the default SQLite file and once into PostgreSQL (TEST_POSTGRES_URL, a schema of its
-own). Each time it checks the exit code, the tables and what the fake Pipedrive holds; a
+in CI), with only environment variables: a copy of the bundled sample as the data volume (the
+sample itself never syncs) and a fake Pipedrive on loopback, once into the default SQLite file and
+once into PostgreSQL (TEST_POSTGRES_URL, a schema of its own). Each time it checks the exit code, the tables and what the fake Pipedrive holds; a
 permission the user lacks or a module the image lacks fails here.
 
     python .ci/prove_container.py                      # exits non-zero with the reason when the image would not work
@@ -226,6 +226,10 @@ def prove(image: Image, cmd: list[str], variables: dict[str, str], count: Callab
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # The data comes in as a volume (`-v /srv/dumps:/data:ro`): the bundled sample itself never syncs.
+    volume = image.path("/data")
+    if not volume.exists():
+        shutil.copytree(REPO / "processor" / "sample_data", volume)
     try:
         time.sleep(1.0)
         done = run_cmd(
@@ -233,6 +237,7 @@ def prove(image: Image, cmd: list[str], variables: dict[str, str], count: Callab
             cmd,
             {
                 **variables,
+                "SRC_DATA_FOLDER": str(volume),
                 "PIPEDRIVE_API_KEY": TOKEN,
                 "PIPEDRIVE_BASE_URL": f"http://127.0.0.1:{port}",
                 "PROGRESS": "0",

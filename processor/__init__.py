@@ -10,7 +10,7 @@ The library API is small:
 `Settings.from_env(mapping)` builds the full configuration (every variable of the README),
 `run(settings, step)` runs load, transform and sync as `python index.py` does, and
 `build_deals(settings, engine)` / `sync_deals(settings, rows)` run one stage from Python, and
-`ledger_status(engine)` reads what the ledger says. With the `pandas` extra, `load_frame(df, table, url)`
+`ledger_status(engine, settings)` reads what the ledger says. With the `pandas` extra, `load_frame(df, table, url)`
 stages a DataFrame as a file is staged, and `read_frame(table_or_query, url)` / `read_deals(settings)`
 read back with exact types.
 """

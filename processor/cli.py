@@ -1,16 +1,14 @@
 """processor: CSV files -> SQL staging tables -> deals view -> Pipedrive.
 
-    python index.py              load, transform, then sync (sync is skipped without PIPEDRIVE_API_KEY)
-    python index.py load         only stage the CSV files
-    python index.py transform    only (re)build the deals view
-    python index.py sync         only sync the deals view to Pipedrive
-    python index.py status       what the ledger says: files in, rows, rejects, and what is not in
+    processor              load; transform when its three tables exist; sync with PIPEDRIVE_API_KEY
+    processor load         only stage the CSV files
+    processor transform    only (re)build the deals view
+    processor sync         only sync the deals view to Pipedrive
+    processor status       what the ledger says, and the last run
 
-Configured by environment variables (and a .env file in the working directory; real
-environment variables win). Exit codes: 0 ok, 1 some files or deals failed, 2 bad
-configuration, 3 source missing or nothing matched, 4 database unreachable, 5 transform
-failed, 6 sync stopped (bad token, daily budget spent), 7 another run kept the destination
-locked (LOCK_TIMEOUT), 130 Ctrl-C, 143 SIGTERM.
+(`python index.py [step]` in a checkout is the same.) Configured by environment variables (and a
+.env file in the working directory; real environment variables win). `--help` lists the steps,
+the variables and the exit codes.
 """
 
 from __future__ import annotations
@@ -21,15 +19,18 @@ import logging
 import os
 import signal
 import sys
+import time
+from datetime import UTC, datetime
 
 from dotenv import load_dotenv
 
-from . import container
-from .config import Settings, describe_options
+from . import container, outcome
+from .config import Settings
+from .db import normalise_url, sqlite_folder_problem
 from .errors import ConfigError, Interrupted, ProcessorError
 from .feedback import FileProgress, configure_logging, use_bar
-from .pipeline import STEPS, run
-from .redact import redact
+from .pipeline import STEPS, RunReport, run
+from .usage import SUMMARY, epilog, width
 
 log = logging.getLogger("processor")
 
@@ -49,45 +50,79 @@ def _raise_interrupted(signum, _frame) -> None:
     raise Interrupted(signum)
 
 
+def _parser(prog: str) -> argparse.ArgumentParser:
+    columns = width()
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=SUMMARY,
+        epilog=epilog(columns),
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=columns),
+    )
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    """Settings from the environment, and the paths they name that must exist before the run; raises ConfigError."""
+    settings = Settings.from_env(env)
+    folder = os.path.dirname(os.path.abspath(settings.summary_json)) if settings.summary_json else None
+    if folder and not os.path.isdir(folder):
+        raise ConfigError(f"SUMMARY_JSON: the folder {folder} does not exist; create it or fix the path")
+    problem = sqlite_folder_problem(normalise_url(settings.dest_sql))
+    if problem:
+        raise ConfigError(problem)
+    return settings
+
+
+def _config_error(env: dict[str, str], exc: ConfigError) -> int:
+    if env.get("LOG_FORMAT", "").strip().lower() == "json":
+        print(json.dumps({"level": "ERROR", "step": "config", "message": str(exc)}), file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+    outcome.tell_config_error(env, str(exc))
+    return exc.exit_code
+
+
 def main(argv: list[str] | None = None, prog: str = "processor") -> int:
     """The command line (`processor`, and `python index.py` through its shim); returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__.split("\n\n")[0],
-        epilog="environment variables:\n" + describe_options(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = _parser(prog)
+    parser.add_argument(
+        "step",
+        nargs="?",
+        choices=STEPS,
+        default="all",
+        metavar="step",
+        help="one of: " + ", ".join(STEPS) + " (default: all)",
     )
-    parser.add_argument("step", nargs="?", choices=STEPS, default="all", help="what to run (default: all)")
     args = parser.parse_args(argv)
+    env = read_environment()
     try:
-        settings = Settings.from_env(read_environment())
+        settings = _settings(env)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    secrets = settings.secrets()
-    configure_logging(settings.log_level, secrets)
+        return _config_error(env, exc)
+    configure_logging(settings.log_level, settings.secrets(), settings.log_format, args.step)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    for line in outcome.where(settings, args.step):
+        log.info("%s", line)
     lost = container.warning(settings.dest_sql, os.environ)
     if lost:
         log.warning("%s", lost)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    report = RunReport()
+    started, clock = datetime.now(UTC), time.monotonic()
     progress = FileProgress(use_bar(settings.progress))
     try:
         with progress.running():
-            report = run(settings, args.step, progress)
+            run(settings, args.step, progress, report)
     except KeyboardInterrupt:
         log.error("stopped by Ctrl-C; files that were loading were rolled back")
-        return 130
+        report.stopped("Ctrl-C; files that were loading were rolled back", 130)
     except Interrupted as exc:
         log.error("stopped by signal; files that were loading were rolled back")
-        return exc.exit_code
+        report.stopped("a signal; files that were loading were rolled back", exc.exit_code)
     except ProcessorError as exc:
         log.error("%s", exc)
-        return exc.exit_code
-    for line in report.lines():
-        print(redact(line, secrets))
-    if settings.summary_json:
-        with open(settings.summary_json, "w", encoding="utf-8") as handle:
-            json.dump(report.to_dict(), handle, indent=2, default=str)
+        report.stopped(str(exc), exc.exit_code)
+    ending = outcome.Ending(settings, args.step, report, started, time.monotonic() - clock)
+    for line in outcome.finish(ending):
+        print(line)
     return report.exit_code
 
 

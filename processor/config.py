@@ -7,6 +7,7 @@ reported in one `ConfigError` that names the variable and what was expected.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import re
@@ -15,8 +16,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .names import name_problems
+from .validation import quote_problem, quoted, unknown_variables, url_problem
 
 if TYPE_CHECKING:
     from .pipedrive.fieldmap import FieldMap
@@ -51,25 +55,29 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected 1/0, true/false, yes/no or on/off")
 
 
-def _number(kind: type, noun: str, minimum: float) -> Callable[[str], Any]:
+def _number(kind: type, noun: str, minimum: float, maximum: float | None, why: str) -> Callable[[str], Any]:
     def parse(raw: str):
         try:
             value = kind(raw.strip())
         except ValueError:
             raise ValueError(f"expected {noun}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"expected {noun}, not {raw.strip()}")
         if value < minimum:
             raise ValueError(f"expected {noun} of at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"expected at most {maximum}{why}")
         return value
 
     return parse
 
 
-def _int(minimum: int) -> Callable[[str], int]:
-    return _number(int, "a whole number", minimum)
+def _int(minimum: int, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
+    return _number(int, "a whole number", minimum, maximum, why)
 
 
-def _float(minimum: float) -> Callable[[str], float]:
-    return _number(float, "a number", minimum)
+def _float(minimum: float, maximum: float | None = None, why: str = "") -> Callable[[str], float]:
+    return _number(float, "a number", minimum, maximum, why)
 
 
 def _decimal(raw: str) -> Decimal:
@@ -79,6 +87,20 @@ def _decimal(raw: str) -> Decimal:
         raise ValueError("expected a decimal number such as 0.20") from None
     if not value.is_finite():
         raise ValueError("expected a finite decimal number")
+    return value
+
+
+def _rate(raw: str) -> Decimal:
+    value = _decimal(raw)
+    if not 0 <= value <= 1:
+        raise ValueError("expected a share from 0 to 1, such as 0.20 for 20%")
+    return value
+
+
+def _threshold(raw: str) -> Decimal:
+    value = _decimal(raw)
+    if value < 0:
+        raise ValueError("expected an amount of 0 or more")
     return value
 
 
@@ -115,15 +137,34 @@ def _column_types(raw: str) -> tuple[tuple[str, str, str], ...]:
         table, dot, column = target.rpartition(".")
         if not sep or not dot or not table or not column:
             raise ValueError(f"{item.strip()!r} is not table.column:type")
+        if "." in table:
+            raise ValueError(
+                f"{item.strip()!r}: schema-qualified table names are not supported; give table.column:type"
+            )
         parse_type_spec(spec)
         out.append((normalise_name(table), normalise_name(column), spec.strip().lower()))
     return tuple(out)
+
+
+def _source_name(raw: str) -> str | None:
+    """SOURCE_NAME: printable text naming a source; trailing '/' dropped (the name and a path join with one)."""
+    value = raw.strip().rstrip("/")
+    if any(not char.isprintable() for char in value):
+        raise ValueError("expected printable text without control characters")
+    return value or None
 
 
 def _executor(raw: str) -> str:
     value = raw.strip().lower() or "local"
     if value not in ("local", "dask"):
         raise ValueError("expected local or dask")
+    return value
+
+
+def _wide_files(raw: str) -> str:
+    value = raw.strip().lower() or "fail"
+    if value not in ("fail", "json"):
+        raise ValueError("expected fail or json")
     return value
 
 
@@ -136,6 +177,35 @@ def _progress(raw: str) -> str:
     if value != "auto":
         raise ValueError("expected auto, 1 or 0")
     return value
+
+
+# ---------------------------------------------------------------- values checked, never guessed
+
+MAX_WORKERS = 64
+_WORKERS_WHY = (
+    ": each worker holds a database connection (PostgreSQL allows 100 by default), "
+    "and more workers than cores load no faster"
+)
+MAX_PIPEDRIVE_THREADS = 64
+MAX_SAMPLE_ROWS = 1_000_000
+MAX_RETRIES = 100
+MAX_TIMEOUT = 3600.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _text(raw: str) -> str:
+    """A name that must not be empty (an empty value is a mistake, not a request for the default)."""
+    value = raw.strip()
+    if not value:
+        raise ValueError("is empty; set a value or unset the variable for its default")
+    return value
+
+
+def _patterns(raw: str) -> tuple[str, ...]:
+    patterns = _list(raw)
+    if not patterns:
+        raise ValueError("names no pattern; set e.g. *.csv or certificates.csv, or unset it for *.csv")
+    return patterns
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -164,6 +234,114 @@ def _field_map(raw: str):
     return parse_field_map(raw)
 
 
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"expected {', '.join(LOG_LEVELS)}")
+    return value
+
+
+def _encoding(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError("is not an encoding Python knows; expected e.g. utf-8, cp1252, latin-1 or utf-16") from None
+    return value
+
+
+def _currency(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z]{3}", value):
+        raise ValueError("expected a 3-letter ISO 4217 code such as EUR, GBP or USD")
+    return value.upper()
+
+
+def _source(raw: str) -> str:
+    value = _text(raw)
+    for item in value.split(","):
+        item = item.strip()
+        if "://" in item or item.lower().startswith(("http:", "https:", "s3:")):
+            problem = url_problem(item, ("s3", "http", "https"), "s3://bucket/prefix or https://host/path")
+            if problem:
+                raise ValueError(problem)
+    return value
+
+
+def _dest_sql(raw: str) -> str:
+    from .db import normalise_url  # SQLAlchemy is imported only when a URL is checked
+
+    value = raw.strip()
+    normalise_url(value)  # raises ConfigError, reported with the others
+    return value
+
+
+def _http_url(raw: str, example: str) -> str:
+    value = raw.strip()
+    problem = url_problem(value, ("https", "http"), example)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _pipedrive_url(raw: str) -> str:
+    return _http_url(raw.strip().rstrip("/"), DEFAULT_PIPEDRIVE_URL)
+
+
+def parse_notify_url(raw: str) -> str | None:
+    """NOTIFY_URL: an http(s) URL, or None when empty; raises ValueError."""
+    return _http_url(raw, "https://hooks.slack.com/services/...") if raw.strip() else None
+
+
+def _dask_address(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    full = value if "://" in value else f"tcp://{value}"
+    problem = url_problem(full, ("tcp", "tls", "ws", "wss", "ucx"), "tcp://scheduler:8786")
+    if problem is None and urlsplit(full).port is None:
+        problem = "names no port; expected e.g. tcp://scheduler:8786"
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def public_part(url: str) -> str:
+    """A URL cut before any user name, password or query, for a message."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1].split('?', 1)[0]}" if rest else url.split("?", 1)[0]
+
+
+def notify_secrets(url: str | None) -> list[str]:
+    """The parts of NOTIFY_URL to mask: a webhook's path is its password (hooks.slack.com/services/T/B/secret)."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    return [s for s in (parts.password, parts.query, path if len(path) >= 8 else None) if s]
+
+
+def _environment_problems(env: Mapping[str, str]) -> list[str]:
+    """What is wrong with the environment as a whole: variables that look like ours but are not."""
+    return unknown_variables(env, (option.env for option in OPTIONS))
+
+
+def sample_sync_problem(settings: Settings) -> str | None:
+    """Why this sync must not run: the bundled sample is never sent to a real CRM (None when it may; a dry
+    run only reads from Pipedrive, so it may plan from the sample)."""
+    if not settings.pipedrive_api_key or settings.sync_dry_run:
+        return None
+    folder = settings.src_data_folder
+    if "://" in folder or os.path.realpath(folder) != os.path.realpath(SAMPLE_DATA_FOLDER):
+        return None
+    return (
+        "the source is the bundled sample data (SRC_DATA_FOLDER is not set?), and the sample is never sent "
+        "to Pipedrive; set SRC_DATA_FOLDER to your data (or unset PIPEDRIVE_API_KEY to try the sample)"
+    )
+
+
 OPTIONS: tuple[Option, ...] = (
     # Find
     Option(
@@ -171,7 +349,7 @@ OPTIONS: tuple[Option, ...] = (
         "src_data_folder",
         SAMPLE_DATA_FOLDER,
         "root folder to walk (or s3://bucket/prefix, an http(s):// base URL, or a comma-separated list of URLs)",
-        str.strip,
+        _source,
         shown_default="the bundled sample data",
     ),
     Option(
@@ -179,7 +357,7 @@ OPTIONS: tuple[Option, ...] = (
         "src_file_name",
         ("*.csv",),
         "glob pattern(s), comma-separated; without '/' a pattern matches file names at any depth; '**' works",
-        _list,
+        _patterns,
         shown_default="*.csv",
     ),
     Option(
@@ -187,7 +365,7 @@ OPTIONS: tuple[Option, ...] = (
         "src_encoding",
         None,
         "file encoding; detected from BOM and content when unset",
-        _optional,
+        _encoding,
         shown_default="detected",
     ),
     Option(
@@ -212,7 +390,7 @@ OPTIONS: tuple[Option, ...] = (
         "dest_sql",
         DEFAULT_DEST_SQL,
         "SQLAlchemy URL of the destination (sqlite, postgresql, mysql)",
-        str.strip,
+        _dest_sql,
         secret=True,
         shown_default="sqlite:///processor.db (in the working directory)",
     ),
@@ -225,11 +403,27 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="unset",
     ),
     Option(
+        "SOURCE_NAME",
+        "source_name",
+        None,
+        "what this run's files are known by, beside their paths (keep it when a dump moves between folders)",
+        _source_name,
+        shown_default="the folder's absolute path, or the prefix or base URL",
+    ),
+    Option(
+        "REMOVE_GONE",
+        "remove_gone",
+        False,
+        "1 removes the rows and ledger entries of files gone from the source since their load",
+        _bool,
+        shown_default="0",
+    ),
+    Option(
         "LOAD_WORKERS",
         "load_workers",
         os.cpu_count() or 1,
-        "worker processes for loading",
-        _int(1),
+        f"worker processes for loading (at most {MAX_WORKERS})",
+        _int(1, MAX_WORKERS, _WORKERS_WHY),
         shown_default="CPU count",
     ),
     Option(
@@ -266,7 +460,13 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="none",
     ),
     Option("INFER_TYPES", "infer_types", True, "0 stages every column as text", _bool, shown_default="1"),
-    Option("SAMPLE_ROWS", "sample_rows", 10000, "rows per file read to infer column types", _int(1)),
+    Option(
+        "SAMPLE_ROWS",
+        "sample_rows",
+        10000,
+        f"rows per file read to infer column types (at most {MAX_SAMPLE_ROWS:,}: the sample is held in memory)",
+        _int(1, MAX_SAMPLE_ROWS, " (the sample is held in memory)"),
+    ),
     Option(
         "VERIFY_VALUES",
         "verify_values",
@@ -276,11 +476,19 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="1",
     ),
     Option(
+        "WIDE_FILES",
+        "wide_files",
+        "fail",
+        "a file with more columns than a table can take: fail, or json (the leading columns that fit, "
+        "the others in one JSON column _more_columns)",
+        _wide_files,
+    ),
+    Option(
         "LOAD_RETRIES",
         "load_retries",
         3,
         "retries of a file whose database connection dropped, and of each failed download request",
-        _int(0),
+        _int(0, MAX_RETRIES),
     ),
     Option(
         "SPLIT_MIN_BYTES",
@@ -302,27 +510,27 @@ OPTIONS: tuple[Option, ...] = (
         "dask_scheduler_address",
         None,
         "tcp://host:port of a Dask scheduler",
-        _optional,
+        _dask_address,
         shown_default="unset",
     ),
     # Transform
-    Option("CUSTOMERS_TABLE", "customers_table", "raw_customers", "staging table of customers"),
-    Option("ORDERS_TABLE", "orders_table", "raw_orders", "staging table of orders"),
-    Option("PAYMENTS_TABLE", "payments_table", "raw_payments", "staging table of payments"),
-    Option("DEALS_VIEW", "deals_view", "deals", "name of the deals view (or table)"),
+    Option("CUSTOMERS_TABLE", "customers_table", "raw_customers", "staging table of customers", _text),
+    Option("ORDERS_TABLE", "orders_table", "raw_orders", "staging table of orders", _text),
+    Option("PAYMENTS_TABLE", "payments_table", "raw_payments", "staging table of payments", _text),
+    Option("DEALS_VIEW", "deals_view", "deals", "name of the deals view (or table)", _text),
     Option(
         "DEALS_MATERIALIZE", "deals_materialize", False, "1 builds a table instead of a view", _bool, shown_default="0"
     ),
-    Option("DEAL_CURRENCY", "deal_currency", "EUR", "currency of every deal", str.strip),
-    Option("BONUS_RATE", "bonus_rate", Decimal("0.20"), "bonus share of a qualifying payment", _decimal),
+    Option("DEAL_CURRENCY", "deal_currency", "EUR", "currency of every deal (a 3-letter ISO code)", _currency),
+    Option("BONUS_RATE", "bonus_rate", Decimal("0.20"), "bonus share of a qualifying payment (0 to 1)", _rate),
     Option(
         "BONUS_THRESHOLD",
         "bonus_threshold",
         Decimal("2000"),
         "a payment earns the bonus when its amount is strictly greater than this",
-        _decimal,
+        _threshold,
     ),
-    Option("BONUS_STATUS", "bonus_status", "completed", "order status that earns the bonus", str.strip),
+    Option("BONUS_STATUS", "bonus_status", "completed", "order status that earns the bonus", _text),
     # Sync
     Option(
         "PIPEDRIVE_API_KEY",
@@ -338,23 +546,43 @@ OPTIONS: tuple[Option, ...] = (
         "pipedrive_base_url",
         DEFAULT_PIPEDRIVE_URL,
         "Pipedrive API base URL (a company domain, or a local fake)",
-        lambda raw: raw.strip().rstrip("/"),
+        _pipedrive_url,
     ),
-    Option("PARALLEL_PROCESS_NUMBER", "parallel_process_number", 4, "parallel Pipedrive requests", _int(1)),
+    Option(
+        "PARALLEL_PROCESS_NUMBER",
+        "parallel_process_number",
+        4,
+        f"parallel Pipedrive requests (at most {MAX_PIPEDRIVE_THREADS})",
+        _int(1, MAX_PIPEDRIVE_THREADS, " (Pipedrive's rate limit is shared by every request)"),
+    ),
     Option(
         "PIPEDRIVE_PERSON_KEY_FIELD",
         "pipedrive_person_key_field",
         "customer_id",
         "name of the person custom field that holds the customer id",
+        _text,
     ),
     Option(
         "PIPEDRIVE_DEAL_KEY_FIELD",
         "pipedrive_deal_key_field",
         "order_id",
         "name of the deal custom field that holds the order id",
+        _text,
     ),
-    Option("PIPEDRIVE_TIMEOUT", "pipedrive_timeout", 30.0, "seconds before a Pipedrive request times out", _float(0.1)),
-    Option("PIPEDRIVE_MAX_RETRIES", "pipedrive_max_retries", 5, "retries of a failed Pipedrive request", _int(0)),
+    Option(
+        "PIPEDRIVE_TIMEOUT",
+        "pipedrive_timeout",
+        30.0,
+        "seconds before a Pipedrive request times out",
+        _float(0.1, MAX_TIMEOUT),
+    ),
+    Option(
+        "PIPEDRIVE_MAX_RETRIES",
+        "pipedrive_max_retries",
+        5,
+        "retries of a failed Pipedrive request",
+        _int(0, MAX_RETRIES),
+    ),
     Option(
         "PIPEDRIVE_DAILY_BUDGET",
         "pipedrive_daily_budget",
@@ -419,8 +647,29 @@ OPTIONS: tuple[Option, ...] = (
         _optional,
         shown_default="unset",
     ),
+    Option("LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR", _log_level),
     Option(
-        "LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR", lambda raw: raw.strip().upper() or "INFO"
+        "LOG_FORMAT",
+        "log_format",
+        "text",
+        "text, or json: one JSON object per log line (time, level, step, file, table, rows, message)",
+        _choice("text", "json"),
+    ),
+    Option(
+        "NOTIFY_URL",
+        "notify_url",
+        None,
+        "at the end of a run, POST its summary as JSON here (a Slack or Teams incoming webhook works)",
+        parse_notify_url,
+        secret=True,
+        shown_default="unset",
+    ),
+    Option(
+        "NOTIFY_ON",
+        "notify_on",
+        "problems",
+        "problems (the run failed, stopped or rejected rows) or always",
+        _choice("problems", "always"),
     ),
 )
 
@@ -436,6 +685,8 @@ class Settings:
     src_header: bool = True
     dest_sql: str = field(default=DEFAULT_DEST_SQL, repr=False)
     dest_table: str | None = None
+    source_name: str | None = None
+    remove_gone: bool = False
     load_workers: int = os.cpu_count() or 1
     full_refresh: bool = False
     max_errors: int = 100
@@ -444,6 +695,7 @@ class Settings:
     column_types: tuple[tuple[str, str, str], ...] = ()
     infer_types: bool = True
     verify_values: bool = True
+    wide_files: str = "fail"
     sample_rows: int = 10000
     load_retries: int = 3
     split_min_bytes: int = 256 * 1024 * 1024
@@ -476,38 +728,48 @@ class Settings:
     progress: str = "auto"
     summary_json: str | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
+    notify_url: str | None = field(default=None, repr=False)
+    notify_on: str = "problems"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from a mapping of environment variables; raises ConfigError."""
         values: dict[str, Any] = {}
-        problems: list[str] = []
+        problems: list[str] = _environment_problems(env)
         for option in OPTIONS:
             raw = env.get(option.env)
             if raw is None:
                 continue
+            if quoted(raw):
+                problems.append(quote_problem(option.env))
+                continue
             try:
                 values[option.attr] = option.parse(raw)
+            except ConfigError as exc:
+                problems.append(str(exc))
             except ValueError as exc:
-                shown = "(hidden)" if option.secret else repr(raw)
+                shown = "(hidden)" if option.secret else repr(public_part(raw) if "://" in raw else raw)
                 problems.append(f"{option.env}={shown}: {exc}")
         if values.get("executor") == "dask" and not values.get("dask_scheduler_address"):
             problems.append("EXECUTOR=dask needs DASK_SCHEDULER_ADDRESS (tcp://host:port of the scheduler)")
+        problems += name_problems(cls(**values))
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)
 
     def secrets(self) -> list[str]:
         """The values that must never be shown: passwords (database, source URLs), URL query strings, the token."""
-        from sqlalchemy.engine import make_url
-
+        from .db import url_secrets as database_secrets
         from .find.roots import url_secrets
 
-        try:
-            password = make_url(self.dest_sql).password
-        except Exception:  # an unparseable URL is reported elsewhere; nothing to mask
-            password = None
-        return [s for s in (password, self.pipedrive_api_key, *url_secrets(self.src_data_folder)) if s]
+        found = [
+            *database_secrets(self.dest_sql),
+            self.pipedrive_api_key,
+            *url_secrets(self.src_data_folder),
+            *notify_secrets(self.notify_url),
+        ]
+        return [s for s in found if s]
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are frozen)."""

@@ -34,7 +34,7 @@ def sqlite_file(dest_sql: str, cwd: str) -> str | None:
     """The absolute path of a SQLite destination's file, or None for a server (or an unparseable URL)."""
     try:
         url = make_url(dest_sql)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # the database step refuses it, with the fix
         return None
     if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
         return None

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import parse_qsl, quote, unquote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .errors import ConfigError, DatabaseError
-from .redact import redact
+from .redact import MASK, redact
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,13 @@ LOCK_WAIT_SECONDS = 3600  # how long a load waits for another's lock: SQLite's w
 SQLITE_BUSY_TIMEOUT = LOCK_WAIT_SECONDS  # workers take turns writing to one SQLite file
 
 
+_SECRET_QUERY = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+ESCAPE_HINT = (
+    "percent-encode the characters of the user name and password that a URL reserves: '@' as %40, ':' as %3A, "
+    "'/' as %2F, '?' as %3F, '#' as %23, '%' as %25 (e.g. postgresql://loader:p%40ss@host:5432/db)"
+)
+
+
 def normalise_url(raw: str) -> URL:
     """Parse DEST_SQL and pin the driver we ship; raises ConfigError with the fix."""
     try:
@@ -47,6 +56,12 @@ def normalise_url(raw: str) -> URL:
             "DEST_SQL is not a database URL; expected e.g. sqlite:///processor.db, "
             "postgresql://user:password@host:5432/db or mysql://user:password@host:3306/db"
         ) from None
+    except ValueError:  # a port that is not a number, often the second half of a password with an '@'
+        raise ConfigError(
+            f"DEST_SQL cannot be read: its port is not a number; if the password holds them, {ESCAPE_HINT}"
+        ) from None
+    if ambiguous(url):
+        raise ConfigError(f"DEST_SQL cannot be read unambiguously: the host holds an '@'; {ESCAPE_HINT}")
     driver = _DRIVERS.get(url.drivername)
     if driver is None:
         raise ConfigError(
@@ -55,21 +70,87 @@ def normalise_url(raw: str) -> URL:
         )
     url = url.set(drivername=driver)
     if driver == "sqlite":
-        if not url.database or url.database == ":memory:":
-            raise ConfigError("DEST_SQL: an in-memory SQLite database cannot be shared by workers; give a file path")
-    elif "charset" not in url.query and driver.endswith("pymysql"):
+        _check_sqlite_url(url)
+    elif url.port is not None and not 0 < url.port < 65536:
+        raise ConfigError(f"DEST_SQL: port {url.port} is not a port (1 to 65535)")
+    if "charset" not in url.query and driver.endswith("pymysql"):
         url = url.update_query_dict({"charset": "utf8mb4"})
     return url
 
 
+def ambiguous(url: URL) -> bool:
+    """Whether a parsed URL may not be what its writer meant: an unescaped '@' left in the host."""
+    return "@" in (url.host or "")
+
+
+def _check_sqlite_url(url: URL) -> None:
+    """A SQLite URL must name a file: `sqlite://name.db` (two slashes) names a host and no file."""
+    if url.host:
+        raise ConfigError(
+            f"DEST_SQL: sqlite://{url.host} has two slashes, so {url.host!r} is read as a host and SQLite would "
+            f"use a throw-away in-memory database; write sqlite:///{url.host} (a file in the working directory) "
+            "or sqlite:////absolute/path.db"
+        )
+    if not url.database or url.database == ":memory:":
+        raise ConfigError("DEST_SQL: an in-memory SQLite database cannot be shared by workers; give a file path")
+
+
+def sqlite_folder_problem(url: URL) -> str | None:
+    """Why the folder of a SQLite file cannot hold it (None when it can, or for other databases)."""
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    path = os.path.abspath(url.database)
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        return f"DEST_SQL: {url.database} is a folder; name a file in it, e.g. sqlite:///{url.database}/processor.db"
+    if not os.path.isdir(folder):
+        return f"DEST_SQL: the folder {folder} does not exist; create it, or fix the path in {url.database}"
+    if not os.path.exists(path) and not os.access(folder, os.W_OK | os.X_OK):
+        return f"DEST_SQL: cannot create {url.database}: the folder {folder} is not writable by this user"
+    return None
+
+
 def display_url(url: URL | str) -> str:
-    """The URL with its password masked, for logs, reports and errors."""
+    """The URL with its password and credential-like query values masked, for logs, reports and errors."""
     if isinstance(url, str):
         try:
             url = make_url(url)
-        except ArgumentError:
-            return "(unparseable URL)"
-    return url.render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            return "(a database URL that cannot be read)"
+    if ambiguous(url):
+        return f"{url.drivername}://(a URL whose host cannot be told from its password)"
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    pairs = [(key, value) for key, values in url.query.items() for value in _values(values)]
+    if not pairs:
+        return shown
+    return (
+        shown + "?" + "&".join(f"{key}={MASK if _SECRET_QUERY.search(key) else quote(value)}" for key, value in pairs)
+    )
+
+
+def _values(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def url_secrets(raw: str) -> list[str]:
+    """Every part of a database URL that must never be printed: its password, query values that carry
+    credentials, and, for a URL with an unescaped '@', every piece its password could be."""
+    found: list[str] = []
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        url = None
+    if url is not None:
+        found.append(url.password or "")
+        found += [v for key, values in url.query.items() if _SECRET_QUERY.search(key) for v in _values(values)]
+    rest = raw.split("://", 1)[-1]
+    for at in (i for i, char in enumerate(rest) if char == "@"):
+        _user, colon, password = rest[:at].partition(":")
+        if colon:
+            found += [password, unquote(password), *password.split("@")]
+    query = rest.split("?", 1)[1] if "?" in rest else ""
+    found += [value for key, value in parse_qsl(query) if _SECRET_QUERY.search(key)]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
 
 
 def dialect_family(engine: Engine) -> str:
@@ -81,6 +162,9 @@ def dialect_family(engine: Engine) -> str:
 def create_engine(raw_url: str) -> Engine:
     """A new engine for DEST_SQL with our driver options; raises ConfigError."""
     url = normalise_url(raw_url)
+    problem = sqlite_folder_problem(url)
+    if problem:
+        raise ConfigError(problem)
     kwargs: dict = {"pool_pre_ping": True}
     if url.drivername == "sqlite":
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
@@ -155,6 +239,13 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def latest_row(conn: Connection, table: sa.Table) -> sa.RowMapping | None:
+    """The row of `table` with the highest id (None when the table is empty or does not exist yet)."""
+    if not sa.inspect(conn).has_table(table.name):
+        return None
+    return conn.execute(sa.select(table).order_by(table.c.id.desc()).limit(1)).mappings().first()
+
+
 def check_connection(engine: Engine) -> None:
     """Connect once and run SELECT 1; raises DatabaseError with a masked URL."""
     try:
@@ -169,8 +260,31 @@ def check_connection(engine: Engine) -> None:
 def describe_db_error(exc: BaseException, url: URL | None = None) -> str:
     """The first line of a driver error, without SQL parameters or passwords."""
     text = first_line(getattr(exc, "orig", None) or exc)
-    secrets = [url.password] if url is not None and url.password else []
+    secrets = url_secrets(url.render_as_string(hide_password=False)) if url is not None else []
     return redact(text, secrets)
+
+
+PRIVILEGE, WIDTH = "privilege", "width"
+_PG_CODES = {"42501": PRIVILEGE, "54011": WIDTH, "54000": WIDTH}  # insufficient_privilege, too_many_columns, limit
+_MYSQL_CODES = {1142: PRIVILEGE, 1143: PRIVILEGE, 1044: PRIVILEGE, 1227: PRIVILEGE, 1370: PRIVILEGE}
+_MYSQL_CODES |= {1117: WIDTH, 1118: WIDTH}  # too many columns / table definition too large, row size too large
+_SQLITE_WORDS = {"readonly database": PRIVILEGE, "too many columns": WIDTH}
+
+
+def refusal_kind(exc: BaseException) -> str | None:
+    """What a database refused, when it is no passing fault: PRIVILEGE (the user may not create or change it),
+    WIDTH (too many columns, or too wide a row), or None."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "pgcode", None)
+    if code is not None:
+        return _PG_CODES.get(code)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        if args[0] == 1005 and "185" in str(args[1:]):  # InnoDB's errno 185: too many columns
+            return WIDTH
+        return _MYSQL_CODES.get(args[0])
+    text = str(orig).lower()
+    return next((kind for words, kind in _SQLITE_WORDS.items() if words in text), None)
 
 
 def first_line(exc: BaseException) -> str:

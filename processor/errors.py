@@ -17,6 +17,20 @@ reach an exception, and library errors are re-raised as ours with `raise ... fro
 
 from __future__ import annotations
 
+# Every exit code of the command line, for `--help` (the README's table says the same).
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "every file loaded or was skipped as unchanged, and every deal synced"),
+    (1, "some files failed (the others loaded), or some deals failed in Pipedrive; for status: some file is not in"),
+    (2, "invalid configuration: the message names the variable"),
+    (3, "the source folder, bucket or URL is missing, or no file matches SRC_FILE_NAME"),
+    (4, "the database cannot be reached, or refuses the login"),
+    (5, "the deals view cannot be built (a staging table or column is missing: the message says which)"),
+    (6, "the sync stopped: bad token, daily budget spent or abuse block; the next run goes on"),
+    (7, "another run kept the destination locked for LOCK_TIMEOUT seconds: the message names its host and pid"),
+    (130, "stopped by Ctrl-C (files being loaded were rolled back)"),
+    (143, "stopped by SIGTERM, e.g. docker stop (files being loaded were rolled back)"),
+)
+
 
 class ProcessorError(Exception):
     """Root of every error this package raises on purpose."""

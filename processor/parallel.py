@@ -28,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from . import meter
 from .config import Settings
 from .errors import ConfigError
 from .extras import require
@@ -56,15 +57,19 @@ def on_stop(cleanup: Callable[[], None]) -> None:
     _on_stop.append(cleanup)
 
 
-def _worker_init(level: int, secrets: list[str], environment: dict[str, str], parent: int | None = None) -> None:
+def _worker_init(
+    level: int, secrets: list[str], environment: dict[str, str], log_format: str, counter, parent: int | None = None
+) -> None:
     """Workers ignore Ctrl-C (the parent stops them), stop on SIGTERM and with their parent, see the parent's
-    environment as it is now (the fork server started earlier), and log like the parent, secrets masked."""
+    environment as it is now (the fork server started earlier), log like the parent, secrets masked, and count
+    the bytes they load."""
     from .feedback import configure_logging
 
     os.environ.update(environment)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
-    configure_logging(logging.getLevelName(level), secrets)
+    configure_logging(logging.getLevelName(level), secrets, log_format, "load")
+    meter.install(counter)
     if parent is not None:
         _die_with(parent)
 
@@ -135,6 +140,13 @@ def _in_worker(function: Callable[[T], R], task: T) -> R:
         _in_task = False
 
 
+def byte_counter():
+    """The counter of bytes in flight (see `meter`), created once, in the parent, for its workers too."""
+    if meter.counter() is None:
+        meter.install(_context().Value("q", 0))
+    return meter.counter()
+
+
 def _context():
     method = "forkserver" if sys.platform.startswith("linux") else "spawn"
     context = multiprocessing.get_context(method)
@@ -152,6 +164,7 @@ def run_tasks(
     """Results of `function` over `tasks`, in completion order: inline when LOAD_WORKERS=1, else on the
     local pool or the Dask cluster of EXECUTOR. `on_crash(task, exc)` turns a worker that died into a result."""
     pending = list(tasks)
+    byte_counter()
     if settings.executor == "dask" and pending:
         yield from _on_dask(function, pending, settings, on_crash)
     elif settings.load_workers <= 1 or len(pending) <= 1:
@@ -166,7 +179,14 @@ def _on_pool(function, pending: list, settings: Settings, on_crash) -> Iterator:
         max_workers=min(settings.load_workers, len(pending)),
         mp_context=_context(),
         initializer=_worker_init,
-        initargs=(logging.getLogger().level, settings.secrets(), dict(os.environ), os.getpid()),
+        initargs=(
+            logging.getLogger().level,
+            settings.secrets(),
+            dict(os.environ),
+            settings.log_format,
+            byte_counter(),
+            os.getpid(),
+        ),
     )
     try:
         futures: dict[Future, Any] = {pool.submit(_in_worker, function, task): task for task in pending}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ KIND_ALIASES = {
 }
 KINDS = tuple(KIND_ALIASES)
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's limit; MySQL allows 64 characters
-UNBOUNDED = 1000  # digits/scale of an unconstrained NUMERIC
+UNBOUNDED = 16383  # digits/scale of an unconstrained NUMERIC: PostgreSQL keeps 16,383 after the point
 SQLITE_REAL_DIGITS = 15  # significant digits a REAL keeps exactly
+SMALLEST_NORMAL = sys.float_info.min  # below it a double keeps fewer digits, down to none (1e-400 is 0)
 MYSQL_DECIMAL_PRECISION, MYSQL_DECIMAL_SCALE = 65, 30
 INT64_MAX = 2**63 - 1
 
@@ -146,6 +148,22 @@ def join(a: ColumnType, b: ColumnType) -> ColumnType:
     return TEXT
 
 
+# Kinds whose stored value does not keep how the file wrote it, per database: cast to text they read `3.0`
+# for `3` (a REAL), `3.00` (a DECIMAL(65, 2)), `0.0025` for `2.5E-3` (any double), `2020-01-05 10:00:00` for
+# `2020-01-05T10:00:00` (a timestamp; SQLite keeps the text as written). The others cast back exactly.
+_INEXACT_AS_TEXT = {
+    "sqlite": frozenset({"decimal", "double"}),
+    "postgresql": frozenset({"double", "timestamp"}),
+    "mysql": frozenset({"decimal", "double", "timestamp"}),
+}
+
+
+def rewrites_values(old: ColumnType, new: ColumnType, family: str) -> bool:
+    """Whether widening a column from `old` to `new` in place would change how its values read back: a typed
+    column gives back the same number or day either way, but a text column must give back the very text."""
+    return new.kind == "text" and old.kind in _INEXACT_AS_TEXT[family]
+
+
 def join_all(types: Iterable[ColumnType]) -> ColumnType:
     result = EMPTY
     for column_type in types:
@@ -173,16 +191,21 @@ def classify(value: str) -> ColumnType:
         return ColumnType("decimal", len(match.group(1)), len(match.group(2)))
     match = _DOUBLE.match(value)
     if match:
-        number = float(value)
         significant = len((match.group(1) + (match.group(2) or "")).lstrip("0"))
-        if number in (float("inf"), float("-inf")) or (number == 0.0 and value.startswith("-")):
-            return TEXT
-        return DOUBLE if significant <= SQLITE_REAL_DIGITS else TEXT  # a float keeps 15 digits exactly
+        return DOUBLE if _double_keeps(float(value), significant, value.startswith("-")) else TEXT
     if _DATE.match(value):
         return DATE if _is_iso(date, value) else TEXT
     if _TIMESTAMP.match(value):
         return TIMESTAMP if _is_iso(datetime, value) else TEXT
     return TEXT
+
+
+def _double_keeps(number: float, significant: int, negative: bool) -> bool:
+    """Whether a double gives back a number written with `significant` digits: at most 15 of them, and
+    within the normal range (beyond it lies infinity, below it digits are lost down to 0); -0 is not kept."""
+    if not significant:
+        return not negative
+    return significant <= SQLITE_REAL_DIGITS and SMALLEST_NORMAL <= abs(number) < float("inf")
 
 
 def plain_pattern(column: ColumnType) -> str | None:
@@ -325,6 +348,8 @@ def sql_type(column: ColumnType, family: str) -> sa.types.TypeEngine:
         return sa.BigInteger()
     if kind == "decimal":
         if family == "postgresql":
+            if column.digits > UNBOUNDED or column.scale > UNBOUNDED:
+                return _text(family)  # beyond what a NUMERIC holds
             return sa.Numeric()
         if family == "mysql":
             if column.digits == UNBOUNDED:  # numeric without (precision, scale) asked for by the user

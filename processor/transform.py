@@ -3,6 +3,12 @@
 One SQLAlchemy Core select (`deals_select`) is compiled for SQLite, PostgreSQL and MySQL/MariaDB alike;
 `build_deals` turns it into a view (or a table with DEALS_MATERIALIZE=1) and reports what it holds.
 
+Money is never guessed: a payment amount staged as text is used only when it is a plain decimal number
+(`-1234.50`), the same test on every database (`_plain_amount`); a numeric one only below 10^16. The build
+stops (TransformError, exit 5) while any payment holds another amount (`2,500.00`, `N/A`), naming the
+table, the column, an example, its payment ids and how many there are (`check_amounts`); the view itself
+never casts such an amount, so a stale view counts it as no amount rather than as 2 or 0.
+
 Money is exact on every database: each payment is first turned into whole cents (BIGINT), the bonus is
 computed with integer arithmetic (the rate as a fraction, rounded half away from zero per payment), sums
 are sums of integers, and only the final columns become NUMERIC(18, 2). SQLite has no decimal type, so
@@ -35,13 +41,17 @@ from sqlalchemy.sql.functions import FunctionElement
 from . import ledger
 from .config import Settings
 from .db import describe_db_error, dialect_family, display_url
-from .errors import TransformError
+from .errors import ConfigError, TransformError
+from .names import check_names
 from .schema import column_type_of, normalise_name
+from .staging.tables import SOURCE_COLUMN
 
 log = logging.getLogger(__name__)
 
 MONEY = sa.Numeric(18, 2)
+MAX_AMOUNT = 10**16  # NUMERIC(18, 2) holds less
 CENTS = sa.BigInteger()
+EXAMPLE_IDS = 5
 DEAL_COLUMNS = (
     "order_id",
     "customer_id",
@@ -120,6 +130,13 @@ class _exact(FunctionElement):
     inherit_cache = True
 
 
+class _plain_amount(FunctionElement):
+    """Whether a text amount is a plain decimal number of at most 16 whole digits (`-1234.50`)."""
+
+    type = sa.Boolean()
+    inherit_cache = True
+
+
 class _int_div(FunctionElement):
     """Integer division of non-negative integers (MySQL's `/` would give a rounded decimal)."""
 
@@ -138,10 +155,26 @@ def _template(text: str) -> Callable:
 for _element, _default, _mysql in (
     (_exact, "{}", "CAST({} AS BINARY)"),
     (_int_div, "({} / {})", "({} DIV {})"),
+    # MySQL's `$` also matches before a final newline: the second test refuses any other character.
+    (
+        _plain_amount,
+        "({0} ~ '^-?[0-9]{{1,16}}([.][0-9]+)?$')",
+        "({0} REGEXP '^-?[0-9]{{1,16}}([.][0-9]+)?$' AND {0} NOT REGEXP '[^-.0-9]')",
+    ),
 ):
     compiles(_element)(_template(_default))
     for _name in ("mysql", "mariadb"):
         compiles(_element, _name)(_template(_mysql))
+# SQLite has no regular expressions without an extension: the same rule in GLOBs (digits, one point with
+# digits on both sides, a leading minus) and a length for the whole part.
+compiles(_plain_amount, "sqlite")(
+    _template(
+        "({0} NOT GLOB '*[^0-9.-]*' AND {0} NOT GLOB '?*-*' AND {0} NOT GLOB '*.*.*' AND {0} GLOB '*[0-9]' "
+        "AND {0} NOT GLOB '.*' AND {0} NOT GLOB '-.*' "
+        "AND length(ltrim(substr({0}, 1, CASE instr({0}, '.') WHEN 0 THEN length({0}) ELSE instr({0}, '.') - 1 END), "
+        "'-')) <= 16)"
+    )
+)
 
 
 # ---------------------------------------------------------------- the select (pure)
@@ -176,6 +209,32 @@ def _cents(amount: sa.ColumnElement) -> sa.ColumnElement:
     return sa.cast(sa.func.round(sa.cast(amount, MONEY) * 100), CENTS)
 
 
+def _payment_cents(amount: sa.ColumnElement) -> sa.ColumnElement:
+    """A payment's amount as whole cents, or NULL when it is none or not one the cents can hold exactly: text
+    only when it is a plain number, a number only below 10^16 (NUMERIC(18, 2) would clamp or fail). Never a cast
+    of anything else, so no database turns `2,500.00` into 2 or `N/A` into 0."""
+    if _is_numeric(amount):
+        usable = sa.and_(amount > -MAX_AMOUNT, amount < MAX_AMOUNT)
+    else:
+        usable = _plain_amount(_as_text(amount))
+    return sa.case((usable, _cents(amount)), else_=sa.null())
+
+
+def _unusable_amount(amount: sa.ColumnElement, settings: Settings) -> sa.ColumnElement:
+    """A payment that holds an amount the deals cannot use: not a plain number, or too large for exact cents."""
+    cents = _payment_cents(amount)
+    given = amount.is_not(None) if _is_numeric(amount) else sa.and_(amount.is_not(None), sa.func.length(amount) > 0)
+    limit = max_payment_cents(settings.bonus_rate)
+    return sa.and_(given, sa.or_(cents.is_(None), cents > limit, cents < -limit))
+
+
+def max_payment_cents(rate: Decimal) -> int:
+    """The largest payment, in cents, whose bonus the integer arithmetic of `_rounded_share` computes exactly."""
+    fraction = _rate_fraction(rate)
+    room = (2**63 - 1 - fraction.denominator) // (2 * max(abs(fraction.numerator), 1))
+    return min(room, MAX_AMOUNT * 100 - 1)
+
+
 def _money(cents: sa.ColumnElement) -> sa.ColumnElement:
     """Whole cents as NUMERIC(18, 2); on SQLite a correctly rounded double (SQLAlchemy divides as floats)."""
     return sa.cast(sa.cast(cents, MONEY) / 100, MONEY)
@@ -208,7 +267,7 @@ def threshold_cents(threshold: Decimal) -> int:
 
 def _payment_totals(settings: Settings, payments: sa.Table) -> sa.Subquery:
     """Per order: number of payments, their sum in cents, and the bonus in cents if the status qualifies."""
-    cents = sa.select(payments.c.order_id, _cents(payments.c.amount).label("cents")).subquery("payment_cents")
+    cents = sa.select(payments.c.order_id, _payment_cents(payments.c.amount).label("cents")).subquery("payment_cents")
     bonus = sa.case(
         (cents.c.cents > threshold_cents(settings.bonus_threshold), _rounded_share(cents.c.cents, settings.bonus_rate)),
         else_=0,
@@ -329,8 +388,6 @@ def reflect_staging(settings: Settings, conn: Connection) -> StagingTables:
                 f"load a file with that header or set {variable} to the right table"
             )
         found[role] = table
-    if settings.deals_view in {table.name for table in found.values()}:
-        problems.append(f"DEALS_VIEW={settings.deals_view} is a staging table; choose another name")
     if problems:
         raise TransformError("cannot build the deals: " + "; ".join(problems))
     return StagingTables(**found)
@@ -351,15 +408,62 @@ def refuse_unfinished(conn: Connection, settings: Settings) -> None:
     )
 
 
+def missing_inputs(settings: Settings, engine: Engine) -> list[str]:
+    """The staging tables the deals are built from that this database does not hold (in role order)."""
+    names = [getattr(settings, f"{role}_table") for role in REQUIRED]
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        return [name for name in names if not inspector.has_table(name)]
+
+
+def unusable_amounts_select(settings: Settings, payments: sa.Table) -> sa.Select:
+    """Payments whose amount the deals cannot use, with their id when the table has one; pure."""
+    ids = [payments.c.id] if "id" in payments.c else []
+    return sa.select(*ids, payments.c.amount).where(_unusable_amount(payments.c.amount, settings))
+
+
+def check_amounts(settings: Settings, conn: Connection, payments: sa.Table) -> None:
+    """Raise TransformError naming the table, the column, an example and how many payments hold an amount the
+    deals cannot use; money is never guessed."""
+    found = unusable_amounts_select(settings, payments).subquery()
+    count = conn.execute(sa.select(sa.func.count()).select_from(found)).scalar_one()
+    if not count:
+        return
+    examples = conn.execute(sa.select(found).limit(EXAMPLE_IDS)).all()
+    ids = f", payment id(s) {', '.join(str(row.id) for row in examples)}" if "id" in payments.c else ""
+    column = f"{payments.name}.amount"
+    raise TransformError(
+        f"cannot build the deals: {column} holds {count:,} amount(s) that are not plain numbers below "
+        f"{max_payment_cents(settings.bonus_rate) // 100 + 1:,} (e.g. {str(examples[0].amount)!r}{ids}); money is never "
+        f"guessed: correct the file, or set NULL_VALUES for markers such as N/A, or "
+        f"COLUMN_TYPES={column}:numeric(18,2) to reject such rows when loading (in {ledger.REJECTS_TABLE}), "
+        "then load again with FULL_REFRESH=1"
+    )
+
+
+def check_payments(settings: Settings, engine: Engine) -> None:
+    """Before a sync without a build: raise TransformError while the payments hold amounts the deals cannot use
+    (a view built earlier leaves them out rather than guess; the sync must not push that)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(settings.payments_table):
+            return
+        payments = sa.Table(settings.payments_table, sa.MetaData(), autoload_with=conn)
+        if "amount" in payments.c:
+            check_amounts(settings, conn, payments)
+
+
 def build_deals(settings: Settings, engine: Engine) -> TransformReport:
     """Create or replace the deals view (or table) and count what it holds; raises TransformError."""
     started = time.perf_counter()
+    check_names(settings)
     family = dialect_family(engine)
     kind = "table" if settings.deals_materialize else "view"
     try:
         with engine.begin() as conn:
+            _refuse_to_replace_staging(conn, settings.deals_view)
             refuse_unfinished(conn, settings)
             tables = reflect_staging(settings, conn)
+            check_amounts(settings, conn, tables.payments)
             indexes = _ensure_indexes(conn, tables, family)
         select = deals_select(settings, tables)
         create = partial(CreateTableAs if settings.deals_materialize else CreateView, select)
@@ -404,6 +508,16 @@ def _begin_sqlite(conn: Connection, family: str) -> None:
     # DDL would commit statement by statement; an explicit BEGIN makes DROP + CREATE one transaction.
     if family == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
         conn.exec_driver_sql("BEGIN")
+
+
+def _refuse_to_replace_staging(conn: Connection, name: str) -> None:
+    """DEALS_VIEW may replace an earlier deals view or table, never a table of loaded rows; raises ConfigError."""
+    columns = sa.inspect(conn).get_columns(name) if _existing_kind(conn, name) == "table" else []
+    if any(column["name"] == SOURCE_COLUMN for column in columns):
+        raise ConfigError(
+            f"invalid configuration:\n  DEALS_VIEW={name!r}: {name} is a staging table (it holds loaded rows); "
+            "building the deals would replace it: choose another name"
+        )
 
 
 def _existing_kind(conn: Connection, name: str) -> str | None:

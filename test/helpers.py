@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from processor.staging.loader import load
 
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "processor" / "sample_data"
 
 
 def write_csv(path: Path, header, rows, **kwargs) -> Path:
@@ -70,6 +71,11 @@ def count(engine: sa.Engine, table: str, where: str = "") -> int:
     quoted = engine.dialect.identifier_preparer.quote(table)
     with engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT COUNT(*) FROM {quoted} {where}")).scalar_one()
+
+
+def lineage(folder: Path, path: str) -> str:
+    """The `_source_file` of the rows of `path` loaded from the folder `folder`: where the file is."""
+    return f"{Path(folder).as_posix()}/{path}"
 
 
 def ledger_rows(engine: sa.Engine) -> dict[str, dict]:
@@ -131,3 +137,25 @@ def session_processes(session: int) -> list[int]:
         if int(fields[3]) == session and fields[0] != b"Z":
             found.append(int(entry))
     return found
+
+
+def run_index(cwd: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python index.py` in `cwd` with only the given variables (plus PATH) set."""
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "PROGRESS": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "index.py"), *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def sample_copy(tmp_path: Path) -> Path:
+    """The bundled sample's three files in a folder of the test's own (the sample itself never syncs)."""
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for name in ("raw_customers.csv", "raw_orders.csv", "raw_payments.csv"):
+        (src / name).write_bytes((SAMPLE / name).read_bytes())
+    return src

@@ -1,29 +1,14 @@
 """index.py as users run it: a bare run on the bundled sample, --help, and clear errors with exit codes."""
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_index, sample_copy
 
 from processor.config import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_index(cwd: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `python index.py` in `cwd` with only the given variables (plus PATH) set."""
-    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "PROGRESS": "0"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "index.py"), *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_bare_run_loads_the_bundled_sample_into_sqlite(tmp_path):
@@ -80,7 +65,11 @@ def test_user_mistakes_give_one_clear_message_and_an_exit_code(tmp_path, env, co
 def test_the_whole_job_loads_builds_the_view_and_syncs_to_pipedrive(tmp_path, pipedrive_fake):
     """load -> transform -> sync as one `python index.py`, then a second run that writes nothing."""
     fake = pipedrive_fake(token="cli-token")
-    env = {"PIPEDRIVE_API_KEY": "cli-token", "PIPEDRIVE_BASE_URL": fake.url}
+    env = {
+        "PIPEDRIVE_API_KEY": "cli-token",
+        "PIPEDRIVE_BASE_URL": fake.url,
+        "SRC_DATA_FOLDER": str(sample_copy(tmp_path)),
+    }
     done = run_index(tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "processor.db") as db:
@@ -99,10 +88,7 @@ def test_the_whole_job_loads_builds_the_view_and_syncs_to_pipedrive(tmp_path, pi
 
 def test_a_failed_file_stops_the_job_before_pipedrive(tmp_path, pipedrive_fake):
     fake = pipedrive_fake(token="cli-token")
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("raw_customers.csv", "raw_orders.csv", "raw_payments.csv"):
-        (src / name).write_bytes((ROOT / "processor" / "sample_data" / name).read_bytes())
+    src = sample_copy(tmp_path)
     (src / "raw_payments.csv").write_bytes(b"id,order_id,payment_method,amount\n1,1,x\n")
     done = run_index(
         tmp_path,
@@ -131,7 +117,7 @@ def test_status_reads_the_ledger_and_names_what_is_not_in(tmp_path):
     assert status.returncode == 1, status.stderr
     assert "2 file(s): 1 failed, 1 loaded" in status.stdout
     assert "good: 3 rows from 1 file(s), 0 rejected" in status.stdout
-    [failed] = [line for line in status.stdout.splitlines() if line.strip().startswith("bad.csv")]
+    [failed] = [line for line in status.stdout.splitlines() if line.strip().startswith(f"{src}/bad.csv:")]
     assert "failed" in failed and "MAX_ERRORS" in failed
     assert "rejected rows: 1," in status.stdout
 
@@ -150,9 +136,11 @@ def test_transform_without_staging_tables_exits_5_with_the_fix(tmp_path):
 
 def test_a_token_pipedrive_refuses_stops_the_sync_with_exit_6(tmp_path, pipedrive_fake):
     fake = pipedrive_fake(token="the-right-token")
-    assert run_index(tmp_path, "load").returncode == 0
-    assert run_index(tmp_path, "transform").returncode == 0
-    done = run_index(tmp_path, "sync", env={"PIPEDRIVE_API_KEY": "a-wrong-token", "PIPEDRIVE_BASE_URL": fake.url})
+    env = {"SRC_DATA_FOLDER": str(sample_copy(tmp_path))}
+    assert run_index(tmp_path, "load", env=env).returncode == 0
+    assert run_index(tmp_path, "transform", env=env).returncode == 0
+    env |= {"PIPEDRIVE_API_KEY": "a-wrong-token", "PIPEDRIVE_BASE_URL": fake.url}
+    done = run_index(tmp_path, "sync", env=env)
     assert done.returncode == 6, done.stdout + done.stderr
     assert "a-wrong-token" not in done.stdout + done.stderr
     assert fake.deals() == []

@@ -41,7 +41,7 @@ def write_parts(folder: Path, numbers: range, version: int = 1, rows: int = ROWS
 def staged(engine: sa.Engine) -> dict[str, tuple[int, int]]:
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT _source_file, COUNT(*), SUM(id) FROM parts GROUP BY _source_file"))
-        return {path: (int(n), int(total)) for path, n, total in rows}
+        return {lineage.rsplit("/", 1)[-1]: (int(n), int(total)) for lineage, n, total in rows}
 
 
 def versions(engine: sa.Engine) -> set[str]:

@@ -25,10 +25,10 @@ def server_url(request):
 
 
 def per_file(engine: sa.Engine, table: str) -> dict[str, tuple[int, int]]:
-    """{file: (rows, sum of ids)} of what a table holds."""
+    """{file name: (rows, sum of ids)} of what a table holds (its rows carry source/path)."""
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT _source_file, COUNT(*), SUM(id) FROM {table} GROUP BY _source_file"))
-        return {path: (int(n), int(total)) for path, n, total in rows}
+        return {lineage.rsplit("/", 1)[-1]: (int(n), int(total)) for lineage, n, total in rows}
 
 
 def part_tables(engine: sa.Engine) -> list[str]:

@@ -34,9 +34,10 @@ def write_files(folder: Path, files: int, rows: int = ROWS) -> dict[str, tuple[i
 
 
 def staged(engine: sa.Engine, table: str = "parts") -> dict[str, tuple[int, int]]:
+    """{file name: (rows, sum of ids)} as the table holds them (every file sits in the one source folder)."""
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT _source_file, COUNT(*), SUM(id) FROM {table} GROUP BY _source_file"))
-        return {path: (int(n), int(total)) for path, n, total in rows}
+        return {lineage.rsplit("/", 1)[-1]: (int(n), int(total)) for lineage, n, total in rows}
 
 
 def start_run(folder: Path, url: str, **env) -> subprocess.Popen:

@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import sqlalchemy as sa
-from helpers import count, ledger_rows, read_table, run_load, write_csv
+from helpers import count, ledger_rows, lineage, read_table, run_load, write_csv
 
 from processor.schema import TEXT
 from processor.status import ledger_status
@@ -46,7 +46,7 @@ def test_nested_folders_into_one_dest_table(tmp_path, db_url, make_settings, eng
             "floor_area": Decimal("102"),
             "lodged": "2020-01-05",
             "tenure": None,
-            "_source_file": "a-north/certificates.csv",
+            "_source_file": lineage(tmp_path / "src", "a-north/certificates.csv"),
         },
         {
             "lmk_key": "200000000000000000000000000000002",
@@ -54,7 +54,7 @@ def test_nested_folders_into_one_dest_table(tmp_path, db_url, make_settings, eng
             "floor_area": Decimal("64.25"),
             "lodged": "2018-12-31",
             "tenure": None,
-            "_source_file": "b-south/certificates.csv",
+            "_source_file": lineage(tmp_path / "src", "b-south/certificates.csv"),
         },
         {
             "lmk_key": "300000000000000000000000000000003",
@@ -62,7 +62,7 @@ def test_nested_folders_into_one_dest_table(tmp_path, db_url, make_settings, eng
             "floor_area": None,
             "lodged": None,
             "tenure": "owner-occupied",
-            "_source_file": "c-east/deep/certificates.csv",
+            "_source_file": lineage(tmp_path / "src", "c-east/deep/certificates.csv"),
         },
         {
             "lmk_key": "962345615852014042810151896240515",
@@ -70,7 +70,7 @@ def test_nested_folders_into_one_dest_table(tmp_path, db_url, make_settings, eng
             "floor_area": Decimal("85.5"),
             "lodged": "2019-04-28",
             "tenure": None,
-            "_source_file": "a-north/certificates.csv",
+            "_source_file": lineage(tmp_path / "src", "a-north/certificates.csv"),
         },
     ]
 
@@ -81,7 +81,7 @@ def test_one_table_per_file_stem(tmp_path, db_url, make_settings, engine_of):
     engine = engine_of(db_url)
     assert count(engine, "certificates") == 4
     assert read_table(engine, "recommendations") == [
-        {"lmk_key": "x", "item": 1, "_source_file": "a-north/recommendations.csv"}
+        {"lmk_key": "x", "item": 1, "_source_file": lineage(tmp_path / "src", "a-north/recommendations.csv")}
     ]
 
 
@@ -106,7 +106,7 @@ def test_values_read_back_equal_the_csv(tmp_path, db_url, make_settings, engine_
             "note": "Zoë Łódź ☃",
             "big": "1",
             "flag": "",
-            "_source_file": "mixed.csv",
+            "_source_file": lineage(tmp_path / "src", "mixed.csv"),
         },
         {
             "code": "",
@@ -118,7 +118,7 @@ def test_values_read_back_equal_the_csv(tmp_path, db_url, make_settings, engine_
             "note": "",
             "big": "",
             "flag": "N",
-            "_source_file": "mixed.csv",
+            "_source_file": lineage(tmp_path / "src", "mixed.csv"),
         },
         {
             "code": "00123",
@@ -130,7 +130,7 @@ def test_values_read_back_equal_the_csv(tmp_path, db_url, make_settings, engine_
             "note": 'say "hi", then\nleave',
             "big": "9" * 25,
             "flag": "Y",
-            "_source_file": "mixed.csv",
+            "_source_file": lineage(tmp_path / "src", "mixed.csv"),
         },
     ]
 
@@ -184,7 +184,8 @@ def test_a_failing_file_leaves_no_rows_and_the_others_load(tmp_path, db_url, mak
     assert {f.path: f.status for f in report.files} == {"a_people.csv": "loaded", "b_people.csv": "failed"}
     engine = engine_of(db_url)
     assert count(engine, "people") == 300
-    assert count(engine, "people", "WHERE _source_file = 'b_people.csv'") == 0
+    assert count(engine, "people", f"WHERE _source_file = '{lineage(src, 'b_people.csv')}'") == 0
+    assert count(engine, "people", f"WHERE _source_file = '{lineage(src, 'a_people.csv')}'") == 300
     entry = ledger_rows(engine)["b_people.csv"]
     assert entry["status"] == "failed" and "MAX_ERRORS=0" in entry["error"]
     assert report.exit_code == 1
@@ -208,7 +209,7 @@ def test_parallel_workers_load_many_files(tmp_path, db_url, make_settings, engin
     engine = engine_of(db_url)
     assert count(engine, "events") == 6000
     rows = read_table(engine, "events", columns=["part", "_source_file"])
-    assert all(r["_source_file"] == f"part-{r['part']:02d}/events.csv" for r in rows)
+    assert all(r["_source_file"] == lineage(src, f"part-{r['part']:02d}/events.csv") for r in rows)
     assert {r["path"]: r["rows_loaded"] for r in ledger_rows(engine).values()} == {
         f"part-{p:02d}/events.csv": 500 for p in range(12)
     }

@@ -4,7 +4,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from helpers import count, read_table, run_load
+from helpers import count, lineage, read_table, run_load
 
 from processor.staging.tables import reflect
 
@@ -58,4 +58,4 @@ def test_provectus_hundred_one_row_files_with_spaces_in_the_header(db_url, make_
     assert len(report.loaded) == 100
     rows = read_table(engine_of(db_url), "users", columns=["first_name", "last_name", "birthts", "_source_file"])
     assert len(rows) == 100
-    assert {r["_source_file"] for r in rows} == {p.name for p in folder.glob("*.csv")}
+    assert {r["_source_file"] for r in rows} == {lineage(folder, p.name) for p in folder.glob("*.csv")}

@@ -89,7 +89,10 @@ def zipped(members: dict[str, bytes]) -> bytes:
 
 
 def staged(engine, table: str) -> list[tuple]:
-    return [(r["_source_file"], r["id"], r["energy"]) for r in read_table(engine, table, order_by="_source_file,id")]
+    """(path, id, energy) of every row, its path found through the ledger entry whose lineage it carries."""
+    paths = {r["lineage"]: r["path"] for r in ledger_rows(engine).values()}
+    rows = read_table(engine, table, order_by="_source_file,id")
+    return sorted((paths[r["_source_file"]], r["id"], r["energy"]) for r in rows)
 
 
 def object_gets(log, bucket_name: str) -> list[str]:
@@ -246,16 +249,16 @@ def test_an_http_base_url_loads_the_files_named_in_src_file_name(http, db_url, m
     assert report.exit_code == 0, [f.error for f in report.files]
     engine = engine_of(db_url)
     assert read_table(engine, "raw_customers", order_by="id") == [
-        {"id": 1, "name": "Ann", "_source_file": "raw_customers.csv"},
-        {"id": 2, "name": "Bob", "_source_file": "raw_customers.csv"},
+        {"id": 1, "name": "Ann", "_source_file": f"{http.url}/dumps/raw_customers.csv"},
+        {"id": 2, "name": "Bob", "_source_file": f"{http.url}/dumps/raw_customers.csv"},
     ]
     orders = read_table(engine, "raw_orders", order_by="id", columns=["id", "customer_id", "_source_file"])
     assert orders == [
-        {"id": 10, "customer_id": 1, "_source_file": "q1/raw_orders.csv.bz2"},
-        {"id": 11, "customer_id": 2, "_source_file": "q1/raw_orders.csv.bz2"},
+        {"id": 10, "customer_id": 1, "_source_file": f"{http.url}/dumps/q1/raw_orders.csv.bz2"},
+        {"id": 11, "customer_id": 2, "_source_file": f"{http.url}/dumps/q1/raw_orders.csv.bz2"},
     ]
     assert read_table(engine, "raw_payments", columns=["id", "amount", "_source_file"]) == [
-        {"id": 7, "amount": Decimal("2500.5"), "_source_file": "q1/payments.zip/raw_payments.csv"}
+        {"id": 7, "amount": Decimal("2500.5"), "_source_file": f"{http.url}/dumps/q1/payments.zip/raw_payments.csv"}
     ]
     assert sorted(f.path for f in report.files) == [
         "q1/payments.zip/raw_payments.csv",

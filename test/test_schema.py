@@ -1,6 +1,7 @@
 """Header cleaning, type inference and widening (pure)."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -98,6 +99,14 @@ def test_table_name_for(path, table):
         ("5.", "text"),
         ("1e5", "double"),
         ("2.5E-3", "double"),
+        ("1e-307", "double"),
+        ("0E-400", "double"),  # zero however it is written
+        ("1e-400", "text"),  # a double would hold 0
+        ("2.2e-308", "text"),  # below the normal range a double keeps fewer digits
+        ("4.9e-324", "text"),
+        ("1e400", "text"),  # a double would hold infinity
+        ("-2E999", "text"),
+        ("1.2345678901234567E3", "text"),  # 17 digits, a double keeps 15
         ("2020-02-29", "date"),
         ("2021-02-29", "text"),  # not a real day
         ("2020-01-05 10:00:00", "timestamp"),
@@ -154,6 +163,9 @@ def test_stored_type_depends_on_the_database():
     assert stored_type(long_decimal, "postgresql").kind == "decimal"
     assert stored_type(long_decimal, "mysql") == ColumnType("decimal", 57, 8)
     assert stored_type(ColumnType("decimal", 1, 40), "mysql") == TEXT  # beyond DECIMAL's 30 places
+    assert stored_type(ColumnType("decimal", 60, 8), "mysql") == TEXT  # beyond DECIMAL's 65 digits
+    assert stored_type(ColumnType("decimal", 1, 16384), "postgresql") == TEXT  # beyond NUMERIC's 16,383 places
+    assert stored_type(ColumnType("decimal", 1, 16383), "postgresql").kind == "decimal"
 
 
 @pytest.mark.parametrize(
@@ -207,3 +219,16 @@ def test_a_value_in_its_columns_plain_pattern_fits_the_column_unchanged(column, 
 def test_plain_dates_and_numbers_match_their_pattern(column, value):
     assert re.fullmatch(plain_pattern(column), value)
     assert column.accepts(classify(value))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    mantissa=st.from_regex(r"-?(0|[1-9][0-9]{0,19})(\.[0-9]{1,19})?", fullmatch=True),
+    exponent=st.integers(-420, 420),
+)
+def test_a_value_typed_double_reads_back_as_the_same_number(mantissa, exponent):
+    """Whatever the exponent and the digits: a double column gives back the number the file wrote, or the
+    value is text (never 0 for 1e-400, never infinity, never a rounded 17th digit)."""
+    value = f"{mantissa}e{exponent}"
+    if classify(value) == DOUBLE:
+        assert Decimal(repr(float(value))) == Decimal(value)

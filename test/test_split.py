@@ -72,3 +72,16 @@ def test_at_most_one_range_without_a_safe_cut(data):
 
 def test_no_plan_without_a_header_end():
     assert plan_split(io.BytesIO(b"a,b"), 3, 4, header=True) is None
+
+
+def test_a_file_with_a_quote_inside_an_unquoted_field_is_not_cut():
+    """Such a quote throws the quote count off (our reader keeps it as a plain character): one range."""
+    data = b"a,b\n" + b"1,x\n" * 1000 + b'2,5" x 7" frame\n' + b"3,y\n" * 1000
+    plan = plan_split(io.BytesIO(data), len(data), 4, header=True)
+    assert [(r.start, r.end) for r in plan.ranges] == [(4, len(data))]
+
+
+def test_the_split_pass_settles_the_encoding_of_the_whole_file():
+    ascii_rows = b"a,b\n" + b"1,x\n" * 1000
+    assert plan_split(io.BytesIO(ascii_rows + b"2,Ren\xe9\n"), 4010, 4, header=True).encoding == "cp1252"
+    assert plan_split(io.BytesIO(ascii_rows + "2,José\n".encode()), 4011, 4, header=True).encoding == "utf-8"

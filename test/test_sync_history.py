@@ -6,8 +6,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from helpers import read_table, write_csv
-from test_cli import run_index
+from helpers import read_table, run_index, sample_copy, write_csv
 
 from processor.errors import ConfigError
 from processor.pipedrive.fieldmap import parse_field_map
@@ -112,6 +111,7 @@ def test_a_bad_map_is_recorded_as_a_failed_run(tmp_path, make_settings, engine_o
 def test_a_dry_run_loads_nothing_and_lists_every_planned_record(tmp_path, pipedrive_fake):
     fake = pipedrive_fake(token=TOKEN)
     env = {"PIPEDRIVE_API_KEY": TOKEN, "PIPEDRIVE_BASE_URL": fake.url, "LOAD_WORKERS": "1"}
+    env["SRC_DATA_FOLDER"] = str(sample_copy(tmp_path))  # the bundled sample itself never syncs
     assert run_index(tmp_path, "load", env=env).returncode == 0  # staged, no view built yet
     summary = tmp_path / "summary.json"
     dry = run_index(tmp_path, env={**env, "SYNC_DRY_RUN": "1", "SUMMARY_JSON": str(summary)})

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from processor import transform
 from processor.config import SAMPLE_DATA_FOLDER, Settings
 from processor.db import dialect_family
-from processor.errors import TransformError
+from processor.errors import ConfigError, TransformError
 from processor.staging.loader import load
 from processor.transform import (
     DEAL_COLUMNS,
@@ -439,7 +439,7 @@ def test_missing_column_names_the_column(staged):
 
 def test_deals_view_may_not_replace_a_staging_table(staged):
     settings, engine = staged(deals_view="raw_orders")
-    with pytest.raises(TransformError, match="DEALS_VIEW=raw_orders is a staging table"):
+    with pytest.raises(ConfigError, match="DEALS_VIEW='raw_orders' is the staging table of ORDERS_TABLE"):
         build_deals(settings, engine)
     assert relation_kind(engine, "raw_orders") == "table"
 

@@ -5,30 +5,38 @@
 by the patterns (HTTP cannot be listed), or a list of full URLs (`remote.py`, `roots.py`). Patterns
 and the files never taken (hidden, temporary) are in `patterns.py`; compressed files and zip members
 in `archives.py`; what identifies a file's version without reading it in `fingerprints.py`. Nothing
-outside the root is ever listed. `streams.open_location` is how later stages read a found file.
+outside the root is ever listed, and a local file is checked to be inside it again when opened.
+`streams.open_location` is how later stages read a found file; `presence.missing` tells which files
+the ledger knows are gone from their source.
+
+A file is known by its source and its path under the root (`source.SourceFile`): the source is
+SOURCE_NAME when set, else the folder or URL itself, so two folders that each hold
+`certificates.csv` are two sources, never one file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 
 from ..errors import SourceError
 from . import remote, roots
 from .archives import expand, inner_name
-from .local import local_files
+from .local import folder_identity, local_files
 from .patterns import check_patterns, matches, visible
 from .source import Discovery, SourceFile
 
-__all__ = ["Discovery", "SourceFile", "discover"]
+__all__ = ["Discovery", "SourceFile", "discover", "source_identity"]
 
 log = logging.getLogger(__name__)
 
 NAMED_ZIP_MEMBERS = "*.csv"  # the members taken from a zip named by URL or HTTP path
 
 
-def discover(root: str, patterns: tuple[str, ...], retries: int = 3) -> Discovery:
-    """Files under `root` (a folder or remote source) matching any of `patterns`; raises SourceError or ConfigError."""
+def discover(root: str, patterns: tuple[str, ...], retries: int = 3, name: str | None = None) -> Discovery:
+    """Files under `root` (a folder or remote source) matching any of `patterns`, each known as a file of the
+    source `name` (SOURCE_NAME) or, without one, of the root; raises SourceError or ConfigError."""
     check_patterns(patterns)
     where = roots.parse_root(root)
     if where.kind == roots.LOCAL:
@@ -42,7 +50,22 @@ def discover(root: str, patterns: tuple[str, ...], retries: int = 3) -> Discover
         log.info("pattern %r matched %d file(s)", pattern, count)
     if not found:
         raise SourceError(_nothing_found(root, where, patterns))
-    return Discovery(tuple(found[key] for key in sorted(found)), matched)
+    source = source_identity(root, name)
+    files = tuple(dataclasses.replace(found[key], source=source) for key in sorted(found))
+    return Discovery(files, matched, source)
+
+
+def source_identity(root: str, name: str | None = None) -> str:
+    """What the files of a run are known by, beside their paths: SOURCE_NAME, else the folder's absolute path
+    or the prefix or base URL (without credentials); '' for a list of URLs, whose paths are whole URLs."""
+    if name:
+        return name
+    where = roots.parse_root(root)
+    if where.kind == roots.LOCAL:
+        return folder_identity(root)
+    if where.kind == roots.URLS:
+        return ""
+    return roots.public_url(where.url).rstrip("/")
 
 
 def _nothing_found(root: str, where: roots.Root, patterns: tuple[str, ...]) -> str:

@@ -43,7 +43,7 @@ def _zip_members(archive_file: SourceFile, retries: int) -> Iterator[SourceFile]
     relative = archive_file.path
     try:
         with (
-            open_location(archive_file.location, retries, archive_file.fingerprint) as handle,
+            open_location(archive_file.location, retries, archive_file.fingerprint, archive_file.root) as handle,
             zipfile.ZipFile(handle) as archive,
         ):
             members = [info for info in archive.infolist() if not info.is_dir()]
@@ -61,4 +61,5 @@ def _zip_members(archive_file: SourceFile, retries: int) -> Iterator[SourceFile]
             "zip",
             info.filename,
             fingerprints.zip_member(info.CRC, info.file_size),
+            root=archive_file.root,
         )

@@ -230,3 +230,8 @@ def _head(url: str, retries: int) -> dict[str, Any] | None:
         if isinstance(cause, FileNotFoundError) and _status(cause) in (None, 404, 410) and not transient(cause):
             return None
         raise SourceError(f"SRC_DATA_FOLDER: {exc}") from exc
+
+
+def exists(url: str, retries: int) -> bool:
+    """Whether a remote file is still there (one HEAD request); raises SourceError when the server cannot tell."""
+    return _head(url, retries) is not None

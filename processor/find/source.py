@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One CSV to stage: `path` is its name relative to the root (the ledger key and lineage)."""
+    """One CSV to stage.
+
+    A file is known by its source and its path: `source` names where it came from (SOURCE_NAME, or the
+    folder or URL of SRC_DATA_FOLDER; '' for a list of URLs, whose paths are URLs already) and `path` is
+    its name relative to that root. `lineage` joins the two: the `_source_file` of every row it stages.
+    `root` is the real path of a local folder, which every open checks the file is still inside.
+    """
 
     path: str
     location: str
@@ -16,6 +22,17 @@ class SourceFile:
     compression: str | None = None
     member: str | None = None
     fingerprint: str | None = None
+    source: str = ""
+    root: str | None = None
+
+    @property
+    def lineage(self) -> str:
+        return lineage_of(self.source, self.path)
+
+
+def lineage_of(source: str, path: str) -> str:
+    """The `_source_file` value of a file's rows: its source and its path, joined by '/'."""
+    return f"{source.rstrip('/')}/{path}" if source else path
 
 
 @dataclass(frozen=True)
@@ -24,3 +41,4 @@ class Discovery:
 
     files: tuple[SourceFile, ...]
     matches: dict[str, int]
+    source: str = ""

@@ -12,6 +12,7 @@ import logging
 from typing import Any, BinaryIO
 
 from .fingerprints import fingerprint
+from .local import open_inside
 from .remote import FileChanged, filesystem, fs_path, is_s3, with_retries
 from .roots import is_url, public_url
 
@@ -112,11 +113,12 @@ class RemoteStream(io.RawIOBase):
         super().close()
 
 
-def open_location(location: str, retries: int, expected: str | None = None) -> BinaryIO:
+def open_location(location: str, retries: int, expected: str | None = None, root: str | None = None) -> BinaryIO:
     """A seekable byte stream of a local path or a remote URL (read in ranges); raises OSError or DownloadError.
 
     `expected` is the fingerprint a remote file was listed with: a file that no longer has it raises FileChanged.
+    `root` is the folder a local file was listed in: a file that is no longer inside it raises OutsideFolder.
     """
     if not is_url(location):
-        return open(location, "rb")
+        return open_inside(location, root) if root else open(location, "rb")
     return io.BufferedReader(RemoteStream(location, retries, expected), buffer_size=RANGE_BYTES)

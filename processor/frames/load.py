@@ -23,11 +23,12 @@ from .. import extras, ledger
 from ..config import DEFAULT_DEST_SQL, Settings
 from ..db import check_connection, create_engine, describe_db_error, dialect_family, writing
 from ..errors import ConfigError, LoadError
+from ..find import SourceFile
 from ..redact import redact
 from ..schema import normalise_name
 from ..staging.plan import TablePlan, overrides_by_table, plan_table
 from ..staging.tables import apply_plan, drop_tables, reflect
-from ..staging.target import DataProblem, Disconnected, Target
+from ..staging.target import DataProblem, Disconnected, Refused, Target
 from ..staging.worker import WRITERS, FileResult, claim_file
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,14 @@ def load_frame(frame: Any, table: str, url: str = DEFAULT_DEST_SQL, *, source: s
         target = Target(name, lineage, shape.columns, types)
         run_id = str(uuid.uuid4())
         size = int(frame.memory_usage(index=False).sum())
-        ledger.mark_loading(engine, lineage, name, size, run_id)
+        file = SourceFile(lineage, "", size)  # known to the ledger by its lineage alone
+        ledger.mark_loading(engine, file, name, size, run_id)
         try:
-            loaded = _write(engine, target, chunks(frame, types), _fingerprint(frame), size, run_id)
+            loaded = _write(engine, target, file, chunks(frame, types), _fingerprint(frame), run_id)
         except BaseException as exc:
             reason = _reason(exc, settings)
-            _record_failure(engine, target, size, run_id, exc, reason)
-            if isinstance(exc, DataProblem | Disconnected | sa.exc.DBAPIError):
+            _record_failure(engine, target, file, run_id, exc, reason)
+            if isinstance(exc, DataProblem | Disconnected | Refused | sa.exc.DBAPIError):
                 raise LoadError(f"{lineage} -> {name}: {reason}", path=lineage, table=name) from None
             raise
     finally:
@@ -96,24 +98,27 @@ def _plan(engine: Engine, settings: Settings, name: str, shape) -> TablePlan:
     return plan
 
 
-def _write(engine: Engine, target: Target, values, fingerprint: str, size: int, run_id: str) -> int:
+def _write(engine: Engine, target: Target, file: SourceFile, values, fingerprint: str, run_id: str) -> int:
     """Replace the lineage's rows with the frame's and record it, in one transaction."""
     writer = WRITERS[dialect_family(engine)]
-    previous = ledger.read(engine).get(target.path)
+    previous = ledger.read(engine).get(ledger.key_of(file))
     with writing(engine) as conn:
         writer.begin(conn, target)
-        claim_file(conn, target.path, previous.table_name if previous else None)  # concurrent loads take turns
+        held = (previous.table_name, previous.lineage) if previous else (None, None)
+        claim_file(conn, file, *held)  # concurrent loads of the lineage take turns on its ledger row
         loaded = writer.load_chunks(conn, target, values)
-        ledger.record_loaded(conn, target.path, target.table, size, fingerprint, loaded, 0, run_id)
-        ledger.forget_rejects(conn, target.path)
+        ledger.record_loaded(conn, file, target.table, file.size, fingerprint, loaded, 0, run_id)
+        ledger.forget_rejects(conn, file)
     return loaded
 
 
-def _record_failure(engine: Engine, target: Target, size: int, run_id: str, exc: BaseException, reason: str) -> None:
+def _record_failure(
+    engine: Engine, target: Target, file: SourceFile, run_id: str, exc: BaseException, reason: str
+) -> None:
     """Note the failed (or interrupted) attempt in the ledger, so `status` lists it; the rows were rolled back."""
     status = ledger.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else ledger.FAILED
     try:
-        ledger.record_attempt(engine, target.path, target.table, size, status, reason, 0, run_id)
+        ledger.record_attempt(engine, file, target.table, file.size, status, reason, 0, run_id)
     except sa.exc.SQLAlchemyError as error:
         log.error("could not record the failure of %s in the ledger: %s", target.path, describe_db_error(error))
 
@@ -132,7 +137,7 @@ def _fingerprint(frame) -> str:
 def _reason(exc: BaseException, settings: Settings) -> str:
     if isinstance(exc, sa.exc.DBAPIError):
         text = describe_db_error(exc)
-    elif isinstance(exc, DataProblem | Disconnected):
+    elif isinstance(exc, DataProblem | Disconnected | Refused):
         text = str(exc)
     elif isinstance(exc, KeyboardInterrupt):
         text = "stopped by Ctrl-C; nothing of this load was kept"

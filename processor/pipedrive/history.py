@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..config import Settings
-from ..db import describe_db_error, writing
+from ..db import describe_db_error, latest_row, writing
 from ..errors import ProcessorError
 from .report import SyncReport
 
@@ -154,9 +154,7 @@ class LastSync:
 def last_sync(engine: Engine) -> LastSync | None:
     """The last recorded sync (None when this database has none); raises DatabaseError via the caller's check."""
     with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(RUNS_TABLE):
-            return None
-        row = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).mappings().first()
+        row = latest_row(conn, runs)
         if row is None:
             return None
         counted = conn.execute(

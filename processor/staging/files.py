@@ -13,12 +13,14 @@ import gzip
 import hashlib
 import io
 import itertools
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .. import meter
 from ..find import SourceFile
 from ..find.streams import open_location
 
@@ -29,16 +31,23 @@ FIELD_SIZE_LIMIT = 16 * 1024 * 1024
 csv.field_size_limit(FIELD_SIZE_LIMIT)
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes a surrogateescape decoding could not read
+_BEYOND_ASCII = re.compile("[\x80-\ud7ff\ue000-\U0010ffff]")  # characters UTF-8 did read, beyond ASCII
 
 
 @dataclass(frozen=True)
 class CsvFormat:
-    """How a file is written: Python codec, delimiter, newline of its first line, header or not."""
+    """How a file is written: Python codec, delimiter, newline of its first line, header or not.
+
+    `encoding_settled` is false when the encoding was guessed from a head that could not tell
+    (ASCII only, or bytes UTF-8 cannot read): the first whole read of the file settles it.
+    """
 
     encoding: str = "utf-8"
     delimiter: str = ","
     newline: str = "\n"
     header: bool = True
+    encoding_settled: bool = True
 
     @property
     def ascii_compatible(self) -> bool:
@@ -53,7 +62,7 @@ def open_binary(source: SourceFile, retries: int = 3) -> Iterator[BinaryIO]:
     A remote file is streamed in ranged requests, each retried up to `retries` times (LOAD_RETRIES).
     """
     archive = source.compression == "zip"  # a member's fingerprint is its CRC, not the archive's
-    with open_location(source.location, retries, None if archive else source.fingerprint) as raw:
+    with open_location(source.location, retries, None if archive else source.fingerprint, source.root) as raw:
         if source.compression == "zip":
             with zipfile.ZipFile(raw) as archive, archive.open(source.member) as member:
                 yield member
@@ -77,8 +86,11 @@ class HashingReader(io.RawIOBase):
         self._raw = raw
         self._hash = hashlib.sha256()
         self.tail = b""  # the last bytes read, to look at the file's last line
-        self.error: OSError | None = None  # why reading the source failed, whatever a consumer made of it
-        self.tee: Callable[[bytes], None] | None = None  # also receives every byte read from here on
+        self.error: Exception | None = (
+            None  # why reading stopped (the source, or a tee), whatever a consumer made of it
+        )
+        self.tees: list[Callable[[bytes], None]] = []  # also receive every byte read from here on; may raise to stop
+        self.meter = meter.reading()  # the progress bar's count, when a load task reads through it
 
     def readable(self) -> bool:
         return True
@@ -99,15 +111,22 @@ class HashingReader(io.RawIOBase):
         return data
 
     def raise_read_error(self) -> None:
-        """Raise the error that reading the source met, if any (a database driver may have reworded it)."""
+        """Raise the error that reading met, if any: the source's, or what a watcher raised (a database
+        driver may have reworded it)."""
         if self.error is not None:
             raise self.error
 
     def _seen(self, data: bytes) -> None:
         self._hash.update(data)
         if data:
-            if self.tee is not None:
-                self.tee(data)
+            if self.meter is not None:
+                self.meter.add(len(data))
+            try:
+                for tee in self.tees:
+                    tee(data)
+            except Exception as exc:
+                self.error = exc
+                raise
             self.tail = (self.tail + data)[-self.TAIL :] if len(data) < self.TAIL else data[-self.TAIL :]
 
     def last_line_has_open_quote(self, fmt: CsvFormat) -> bool:
@@ -136,20 +155,49 @@ def file_fingerprint(source: SourceFile) -> str:
         return reader.fingerprint
 
 
-def detect_encoding(head: bytes, configured: str | None) -> str:
-    """The codec for a file: SRC_ENCODING, else its BOM, else UTF-8 when the head decodes, else cp1252."""
+class Evidence:
+    """What a file's bytes, fed in order, say about its encoding (the rule of `verdict`)."""
+
+    def __init__(self, guess: str = "utf-8"):
+        self.guess = guess
+        self.valid = False  # a character beyond ASCII that UTF-8 reads
+        self.invalid = False  # bytes UTF-8 cannot read
+        self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self._pending = False  # the decoder holds the first bytes of a character
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        if self.valid or (data.isascii() and not self._pending and not final):
+            return  # settled as UTF-8, or nothing to learn
+        text = self._decoder.decode(data, final)
+        self._pending = bool(self._decoder.getstate()[0])
+        self.valid = bool(_BEYOND_ASCII.search(text))
+        self.invalid = self.invalid or bool(UNDECODABLE.search(text))
+
+    @property
+    def verdict(self) -> str:
+        """UTF-8, unless the bytes hold some UTF-8 cannot read and not one character beyond ASCII
+        that it can: then cp1252. Valid UTF-8 is never read as anything else; a UTF-8 file with a
+        few stray bytes stays UTF-8, and the lines holding them are rejected."""
+        return "utf-8" if self.valid or not self.invalid else "cp1252"
+
+    @property
+    def disproved(self) -> bool:
+        """Whether the guess is wrong whatever the rest holds (UTF-8 found where cp1252 was guessed)."""
+        return self.valid and self.guess != "utf-8"
+
+
+def detect_encoding(head: bytes, configured: str | None) -> tuple[str, bool]:
+    """The codec for a file and whether it is settled: SRC_ENCODING, else its BOM, else UTF-8 when
+    the head holds a UTF-8 character beyond ASCII; else the head's verdict, which the whole file
+    settles when it is loaded (see Evidence.verdict)."""
     if configured:
-        return configured
+        return configured, True
     for bom, codec in _BOMS:
         if head.startswith(bom):
-            return codec
-    try:
-        head.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 3 and exc.reason == "unexpected end of data":
-            return "utf-8"  # the head cut a character in two
-    return "cp1252"
+            return codec, True
+    evidence = Evidence()
+    evidence.feed(head)
+    return evidence.verdict, evidence.valid
 
 
 def decode_head(head: bytes, encoding: str) -> str:
@@ -192,11 +240,11 @@ def sniff_delimiter(text: str, configured: str | None) -> str:
 
 def detect_format(head: bytes, encoding: str | None, delimiter: str | None, header: bool) -> CsvFormat:
     """The CSV dialect of a file from its first bytes and the settings that override detection."""
-    codec = detect_encoding(head, encoding)
+    codec, settled = detect_encoding(head, encoding)
     text = decode_head(head, codec)
     if text.startswith("\ufeff"):
         text = text[1:]
-    return CsvFormat(codec, sniff_delimiter(text, delimiter), detect_newline(text), header)
+    return CsvFormat(codec, sniff_delimiter(text, delimiter), detect_newline(text), header, settled)
 
 
 def text_stream(raw: BinaryIO, fmt: CsvFormat, errors: str = "strict") -> io.TextIOWrapper:

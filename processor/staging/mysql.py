@@ -19,23 +19,32 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 import pymysql
 from sqlalchemy.engine import Connection
 
+from ..db import refusal_kind
 from ..parallel import on_stop, process_alive
 from ..schema import NULL_WORD
 from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
+from .scan import CP1252_UNDEFINED, OPEN_QUOTE, TEXT_AFTER_QUOTE
 from .tables import SOURCE_COLUMN
-from .target import DataProblem, Disconnected, Target
+from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "load data"
-_ENCODINGS = {"utf-8": "utf8mb4", "utf-8-sig": "utf8mb4", "cp1252": "latin1", "iso8859-1": "latin1"}
+TOOL = "MySQL's LOAD DATA"
+# Constructs LOAD DATA reads otherwise than our reader (scan.py): files holding one take the careful
+# path. Blank lines and line endings other than the file's are the feeder's to notice.
+BENDS: frozenset[str] = frozenset({TEXT_AFTER_QUOTE, OPEN_QUOTE, CP1252_UNDEFINED})
+# Python codec -> MySQL character set; anything else is transcoded to UTF-8 on the way. MySQL's
+# latin1 is cp1252 (0x80 is the euro sign), so ISO 8859-1 files are transcoded.
+_ENCODINGS = {"utf-8": "utf8mb4", "utf-8-sig": "utf8mb4", "cp1252": "latin1"}
 _DISCONNECTS = {2006, 2013, 2055, 1053, 1927}
 _local_infile: dict[str, bool] = {}
+_max_packet: dict[str, int] = {}
 _ROWS_FORMAT = CsvFormat("utf-8", ",", "\n", header=False)
 
 
@@ -57,6 +66,10 @@ def lean(target: Target) -> bool:
     return bool(target.nullish) and not all(_guarded(target, index) for index in range(len(target.columns)))
 
 
+def bends(target: Target) -> frozenset[str]:
+    return BENDS
+
+
 def begin(conn: Connection, target: Target) -> None:
     return None
 
@@ -65,7 +78,9 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
     """LOAD DATA the file's bytes; returns rows loaded; raises DataProblem or Disconnected."""
     charset = _ENCODINGS.get(codecs.lookup(fmt.encoding).name)
     sql, params = _load_sql(conn, target, fmt, charset or "utf8mb4")
-    feeder = _Feeder(raw, None if charset else fmt.encoding, fmt, watch_null_word=target.lean)
+    # Lean, an unquoted NULL anywhere is lost; guarded, one that ends a line (the last field's,
+    # which the load would refuse, or a field beyond the last column's, which it would drop).
+    feeder = _Feeder(raw, None if charset else fmt.encoding, fmt, null_word="field" if target.lean else "line end")
     with feeder.pipe() as path, _driver_errors(), conn.connection.driver_connection.cursor() as cursor:
         try:
             rows = cursor.execute(sql, [path, *params])
@@ -79,10 +94,12 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
         _raise_on_warnings(cursor)
     if feeder.error is not None:
         raise DataProblem(f"could not read the file: {feeder.error}")
-    if feeder.saw_cr:
-        raise DataProblem("the file mixes line endings")
+    if feeder.saw_mixed_line_ends:
+        raise DataProblem("the file mixes line endings, which LOAD DATA reads as data")
     if feeder.saw_blank_line:
         raise DataProblem("the file has blank lines, which LOAD DATA would take for rows")
+    if feeder.ends_in_delimiter:
+        raise DataProblem("the file ends in a delimiter without a line end, which LOAD DATA drops with its field")
     if rows + int(fmt.header) != feeder.lines:
         # MySQL reads an unterminated quote to the end of the file without a warning; quoted
         # newlines are legal but rare, so any mismatch takes the careful path.
@@ -91,7 +108,19 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
 
 
 def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> None:
-    """Multi-row INSERT of checked rows (strict mode: a bad value is an error, never a zero)."""
+    """Rows that were already checked (None is NULL), through LOAD DATA when the server allows it
+    (no statement size limit: a value of any size LONGTEXT holds goes in), else as multi-row
+    INSERTs, where a row over the server's max_allowed_packet is refused before it is sent (the
+    server would drop the connection). Strict mode: a bad value is an error, never a zero."""
+    if can_bulk(conn):
+        loaded = load_chunks(conn, target, [list(zip(*rows, strict=True))])
+        if loaded != len(rows):
+            raise DataProblem(f"{len(rows)} rows sent, {loaded} loaded")
+        return
+    limit = _packet_limit(conn)
+    for row in rows:
+        if sum(len(value) for value in row if value.__class__ is str) * 4 > limit and _row_bytes(row) > limit:
+            raise DataProblem(f"a row of {_row_bytes(row):,} bytes is over the server's max_allowed_packet ({limit:,})")
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(c) for c in [*target.columns, SOURCE_COLUMN])
     marks = ", ".join(["%s"] * (len(target.columns) + 1))
@@ -131,6 +160,19 @@ def load_chunks(conn: Connection, target: Target, chunks: Iterable[Chunk]) -> in
     return loaded
 
 
+def _row_bytes(row: Sequence) -> int:
+    """About the bytes a row's values take in a statement (values of a DataFrame need not be strings)."""
+    return sum(len(str(value).encode("utf-8", "surrogateescape")) for value in row if value is not None)
+
+
+def _packet_limit(conn: Connection) -> int:
+    """The server's max_allowed_packet less room for the statement around the values (asked once per server)."""
+    key = str(conn.engine.url)
+    if key not in _max_packet:
+        _max_packet[key] = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar())
+    return _max_packet[key] - 4096
+
+
 def _load_sql(conn: Connection, target: Target, fmt: CsvFormat, charset: str) -> tuple[str, list[str]]:
     quote = conn.dialect.identifier_preparer.quote
     fields, assignments, params = [], [], []
@@ -146,13 +188,14 @@ def _load_sql(conn: Connection, target: Target, fmt: CsvFormat, charset: str) ->
         fields.append(variable)
         assignments.append(f"{quote(column)} = {expression}")
         params += values
-    if fields[-1].startswith("@"):
-        # A short row leaves the variables of its missing fields NULL, without the warning MySQL
-        # gives for a missing column; this CAST warns instead (so does an unquoted NULL word in
-        # the last column, and the careful path sorts it out).
-        source = f"IF({fields[-1]} IS NULL, CAST('processor: a row lacks fields' AS DATE), %s)"
-    else:
-        source = "%s"
+    # LOAD DATA drops one empty field beyond the last column without a warning (`1,2,` under a
+    # two-column header, which our reader rejects): @extra catches it. A short row leaves the
+    # variables of its missing fields NULL, also without the warning MySQL gives for a missing
+    # column. Either way this CAST warns instead (so does an unquoted NULL word in the last
+    # column, or as the extra field, which the feeder watches for; the careful path sorts it out).
+    wrong = ["@extra IS NOT NULL", *([f"{fields[-1]} IS NULL"] if fields[-1].startswith("@") else [])]
+    source = f"IF({' OR '.join(wrong)}, CAST('processor: a row has the wrong number of fields' AS DATE), %s)"
+    fields.append("@extra")
     assignments.append(f"{quote(SOURCE_COLUMN)} = {source}")
     params.append(target.path)
     sql = (
@@ -212,6 +255,8 @@ def _driver_errors() -> Iterator[None]:
     except (pymysql.err.DataError, pymysql.err.IntegrityError, pymysql.err.InternalError, UnicodeError) as exc:
         raise DataProblem(_message(exc)) from exc
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        if refusal_kind(exc):  # a privilege or a limit: no other row or retry helps
+            raise Refused(exc) from exc
         if isinstance(exc, pymysql.err.InterfaceError) or (exc.args and exc.args[0] in _DISCONNECTS):
             raise Disconnected(_message(exc)) from exc
         raise DataProblem(_message(exc)) from exc
@@ -224,17 +269,19 @@ def _message(exc: BaseException) -> str:
 
 
 class _Feeder:
-    """Streams bytes into a named pipe that LOAD DATA LOCAL reads; counts lines, notes stray CRs and read errors."""
+    """Streams bytes into a named pipe that LOAD DATA LOCAL reads; counts lines, notes line endings
+    other than the file's (LOAD DATA reads them as data, our reader as row ends) and read errors."""
 
-    def __init__(self, raw: BinaryIO, transcode_from: str | None, fmt: CsvFormat, watch_null_word: bool = False):
+    def __init__(self, raw: BinaryIO, transcode_from: str | None, fmt: CsvFormat, null_word: str = ""):
         self.raw, self.transcode_from = raw, transcode_from
         self.newline = fmt.newline.encode()
-        self.watch_cr = fmt.newline == "\n"
         self.error: BaseException | None = None
-        self.saw_cr = False
+        self.saw_mixed_line_ends = False
+        self.ends_in_delimiter = False
+        self.delimiter = fmt.delimiter.encode()
         self.saw_blank_line = False
         self.saw_null_word = False
-        self._null_word = _null_word_pattern(fmt.delimiter) if watch_null_word else None
+        self._null_word = _null_word_pattern(fmt.delimiter, null_word == "line end") if null_word else None
         self.lines = 0
         self._thread: threading.Thread | None = None
         self._path = ""
@@ -280,8 +327,8 @@ class _Feeder:
                 for chunk in self._chunks():
                     if not chunk:
                         continue
-                    if self.watch_cr and not self.saw_cr and b"\r" in chunk:
-                        self.saw_cr = True
+                    if not self.saw_mixed_line_ends:
+                        self.saw_mixed_line_ends = mixes_line_ends(last[-1:], chunk, self.newline)
                     self.lines += chunk.count(self.newline) + (last[-1:] + chunk[:1] == self.newline == b"\r\n")
                     joined = (last or self.newline) + chunk  # the file's first line follows a line end too
                     if not self.saw_blank_line:
@@ -293,6 +340,7 @@ class _Feeder:
                     pipe.write(chunk)
             if last and not last.endswith(self.newline):
                 self.lines += 1  # a last line without its line ending
+                self.ends_in_delimiter = last.endswith(self.delimiter)
         except BrokenPipeError:
             pass
         except Exception as exc:  # reported by bulk() after the statement
@@ -335,7 +383,21 @@ def sweep_pipes() -> None:
         _remove(os.path.join(base, name))
 
 
-def _null_word_pattern(delimiter: str) -> re.Pattern[bytes]:
-    """An unquoted field that is exactly NULL (at a chunk's end it may be a longer word: a false alarm costs a reload)."""
+def mixes_line_ends(before: bytes, chunk: bytes, newline: bytes) -> bool:
+    """Whether a chunk (after the byte `before`) holds a line ending other than `newline`; a CR
+    that ends the chunk is judged with the next one."""
+    if newline == b"\n":
+        return b"\r" in chunk
+    if newline == b"\r":
+        return b"\n" in chunk
+    piece = (before if before == b"\r" else b"") + chunk
+    pairs = piece.count(b"\r\n")
+    return piece.count(b"\n") != pairs or piece.count(b"\r") - piece.endswith(b"\r") != pairs
+
+
+def _null_word_pattern(delimiter: str, line_end: bool = False) -> re.Pattern[bytes]:
+    """An unquoted field that is exactly NULL, or only one that ends a line (at a chunk's end it may
+    be a longer word: a false alarm costs a reload)."""
     edge = re.escape(delimiter.encode()) + rb"|\r|\n"
-    return re.compile(rb"(?<=" + edge + rb")" + NULL_WORD.encode() + rb"(?=" + edge + rb"|$)")
+    after = rb"\r|\n" if line_end else edge
+    return re.compile(rb"(?<=" + edge + rb")" + NULL_WORD.encode() + rb"(?=" + after + rb"|$)")

@@ -8,10 +8,11 @@ only ever widen: an existing column is never narrowed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..schema import TEXT, ColumnType, join, parse_type_spec, stored_type
+from ..schema import TEXT, ColumnType, join, parse_type_spec, rewrites_values, stored_type
 from .profile import FileProfile
 
 
@@ -25,6 +26,7 @@ class TablePlan:
     pinned: frozenset[str] = frozenset()
     existing: Mapping[str, ColumnType] | None = None
     notes: tuple[str, ...] = field(default=())
+    folded: tuple[str, ...] = ()  # columns the table cannot take: kept in the JSON column `more` (WIDE_FILES=json)
 
     @property
     def added(self) -> list[str]:
@@ -37,6 +39,61 @@ class TablePlan:
         if self.existing is None:
             return []
         return [(c, old, self.types[c]) for c, old in self.existing.items() if self.types.get(c, old) != old]
+
+
+RESERVED_PREFIX = "_processor_"  # the ledger's tables
+
+
+def name_clash(table: str, deals_view: str, views: Iterable[str]) -> str | None:
+    """Why a staging table may not take this name (the deals view's, the ledger's, another view's), or None."""
+    folded = table.lower()
+    if folded == deals_view.lower():
+        return (
+            f"its table {table} would take the name of the deals view (DEALS_VIEW={deals_view}); rename the file, "
+            "or set DEST_TABLE, or set DEALS_VIEW to another name"
+        )
+    if folded.startswith(RESERVED_PREFIX):
+        return f"its table {table} would take a name kept for the ledger ({RESERVED_PREFIX}*); rename the file or set DEST_TABLE"
+    if folded in {view.lower() for view in views}:
+        return f"its table {table} is the name of a view in the database; rename the file or set DEST_TABLE"
+    return None
+
+
+# PostgreSQL keeps a row in one 8 KB page: a text or numeric value inline up to a TOAST pointer's size (longer
+# ones move out of line), fixed-size values with their alignment; the worst case per column, and the page.
+_PG_COLUMN_BYTES = {"integer": 16, "double": 16, "timestamp": 16, "date": 8}
+_PG_TEXT_BYTES, _PG_ROW_BYTES, _PG_ROW_HEADER = 20, 8160, 24
+
+
+def hold_back(plan: TablePlan, family: str) -> tuple[TablePlan, dict[str, ColumnType]]:
+    """The plan without the widenings that would change how values already in the table read back (to text
+    from a kind whose text is not the file's, see `schema.rewrites_values`), and those widenings: the loader
+    does them apart, and loads the files holding such values again."""
+    held = {c: new for c, old, new in plan.widened if rewrites_values(old, new, family)}
+    if not held:
+        return plan, {}
+    existing = plan.existing or {}
+    return dataclasses.replace(plan, types={**plan.types, **{c: existing[c] for c in held}}), held
+
+
+def row_fits(types: Iterable[ColumnType], family: str) -> bool:
+    """Whether any row of columns of these types fits the database's row (PostgreSQL's page; the other
+    databases say so when the table is created)."""
+    if family != "postgresql":
+        return True
+    kinds = [t.kind for t in types]
+    size = _PG_ROW_HEADER + (len(kinds) + 7) // 8 + sum(_PG_COLUMN_BYTES.get(k, _PG_TEXT_BYTES) for k in kinds)
+    return size <= _PG_ROW_BYTES
+
+
+def fold(plan: TablePlan, keep: int, more: str) -> TablePlan:
+    """The plan with only the first `keep` new columns, and the others folded into the JSON text column `more`."""
+    added = plan.added
+    kept = [c for c in plan.columns if c not in added] + [c for c in added[:keep] if c != more]
+    columns = (*kept, *([] if more in kept else [more]))
+    types = {**{c: plan.types[c] for c in kept}, more: plan.types.get(more, TEXT)}
+    folded = tuple(dict.fromkeys((*plan.folded, *(c for c in added[keep:] if c != more))))
+    return dataclasses.replace(plan, columns=columns, types=types, folded=folded)
 
 
 def overrides_by_table(column_types: Iterable[tuple[str, str, str]]) -> dict[str, dict[str, ColumnType]]:

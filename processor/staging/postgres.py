@@ -15,13 +15,17 @@ from typing import BinaryIO
 import psycopg2
 from sqlalchemy.engine import Connection
 
-from ..db import first_line
+from ..db import first_line, refusal_kind
 from .encode import Chunk, ChunkStream
 from .files import CHUNK, CsvFormat
+from .scan import BLANK_LINE, END_MARKER, OPEN_QUOTE, STRAY_QUOTE, TEXT_AFTER_QUOTE
 from .tables import SOURCE_SETTING
-from .target import DataProblem, Disconnected, Target
+from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "copy"
+TOOL = "PostgreSQL's COPY"
+# Constructs COPY reads otherwise than our reader (scan.py): files holding one take the careful path.
+BENDS: frozenset[str] = frozenset({STRAY_QUOTE, TEXT_AFTER_QUOTE, OPEN_QUOTE, END_MARKER, BLANK_LINE})
 # Python codec name -> PostgreSQL client encoding; anything else is transcoded to UTF-8 on the way.
 _ENCODINGS = {
     "utf-8": "UTF8",
@@ -53,6 +57,12 @@ def faithful(target: Target) -> bool:
 def lean(target: Target) -> bool:
     """COPY has no variant that trusts the sample: the bytes go in as they are."""
     return False
+
+
+def bends(target: Target) -> frozenset[str]:
+    """What to watch for in this target's file: blank lines only in a one-column file (in a wider
+    one COPY fails on them, missing data, and the careful path takes the file anyway)."""
+    return BENDS if len(target.columns) == 1 else BENDS - {BLANK_LINE}
 
 
 def begin(conn: Connection, target: Target) -> None:
@@ -91,10 +101,16 @@ def _copy(conn: Connection, sql: str, stream) -> int:
     with conn.connection.driver_connection.cursor() as cursor:
         try:
             cursor.copy_expert(sql, stream, size=CHUNK)
-        except (psycopg2.DataError, psycopg2.IntegrityError, UnicodeError) as exc:
-            raise DataProblem(first_line(exc)) from exc
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        except psycopg2.Error as exc:
+            if refusal_kind(exc):
+                raise Refused(exc) from exc
+            if isinstance(exc, psycopg2.DataError | psycopg2.IntegrityError):
+                raise DataProblem(first_line(exc)) from exc
+            if not isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+                raise
             raise Disconnected(first_line(exc)) from exc
+        except UnicodeError as exc:
+            raise DataProblem(first_line(exc)) from exc
         return cursor.rowcount
 
 

@@ -83,7 +83,7 @@ def _window_sample(
     offsets = sorted({start + span * (i + 1) // (WINDOWS + 1) for i in range(WINDOWS)} | {source.size - WINDOW_BYTES})
     per_window = max(1, budget // len(offsets))
     rows: list[list[str]] = []
-    with open_location(source.location, retries, source.fingerprint) as handle:
+    with open_location(source.location, retries, source.fingerprint, source.root) as handle:
         for offset in offsets:
             if offset <= start:
                 continue

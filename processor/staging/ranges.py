@@ -12,10 +12,10 @@ when the file is next loaded.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import time
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,9 +24,10 @@ from .. import ledger
 from ..config import Settings
 from ..db import describe_db_error, dialect_family, writing
 from ..find import SourceFile
+from ..schema import ColumnType, rewrites_values
 from .split import SplitPlan
 from .tables import SOURCE_COLUMN, drop_tables, reflect, table_object, widen
-from .worker import FileResult, LoadTask, claim_file
+from .worker import DEFERRED, FileResult, LoadTask, claim_file
 
 log = logging.getLogger(__name__)
 
@@ -55,30 +56,32 @@ def range_tasks(task: LoadTask, plan: SplitPlan) -> list[LoadTask]:
     ]
 
 
-def part_prefix(path: str) -> str:
-    """The start of the names of a file's private tables (one per run that loads it)."""
-    return f"{PART_PREFIX}{hashlib.sha256(path.encode()).hexdigest()[:12]}_"
+def part_prefix(file: SourceFile) -> str:
+    """The start of the names of a file's private tables (one per run that loads it), from its ledger key."""
+    return f"{PART_PREFIX}{ledger.key_of(file)[:12]}_"
 
 
 def prepare(engine: Engine, task: LoadTask) -> LoadTask:
-    """Drop what killed runs left of the file, create its private table and mark it loading (before its ranges
-    start); returns the task with its private table."""
-    private = part_prefix(task.source.path) + task.run_id.replace("-", "")[:8]
-    _drop_parts(engine, task.source.path)
+    """Drop what killed runs (or an earlier round of this run) left of the file, create its private table and
+    mark it loading (before its ranges start); returns the task with its private table."""
+    private = part_prefix(task.source) + task.run_id.replace("-", "")[:8]
+    _drop_parts(engine, task.source)
     with engine.connect() as conn:
         staged = reflect(conn, task.table) or {}
+    types = {c: staged[c] for c in task.table_columns}
     with writing(engine) as conn:
-        table_object(private, {c: staged[c] for c in task.columns}, dialect_family(engine), scratch=True).create(conn)
-    ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
+        ledger.forget_run_rejects(conn, task.source, task.run_id)  # of a round whose ranges were not kept
+        table_object(private, types, dialect_family(engine), scratch=True).create(conn)
+    ledger.mark_loading(engine, task.source, task.table, task.source.size, task.run_id)
     return dataclasses.replace(task, into=private)
 
 
-def _drop_parts(engine: Engine, path: str) -> None:
-    prefix = part_prefix(path)
+def _drop_parts(engine: Engine, file: SourceFile) -> None:
+    prefix = part_prefix(file)
     with engine.connect() as conn:
         leftovers = [name for name in sa.inspect(conn).get_table_names() if name.startswith(prefix)]
     if leftovers:
-        log.info("%s: dropping %s, left by a run that was stopped", path, ", ".join(leftovers))
+        log.info("%s: dropping %s, left by a run that was stopped", file.path, ", ".join(leftovers))
         drop_tables(engine, leftovers)
 
 
@@ -127,8 +130,13 @@ class Assembler:
             method=_method(parts),
             changes=[c for p in parts for c in p.changes],
             attempts=max(p.attempts for p in parts),
+            spans=[span for p in parts for span in p.spans],
         )
         errors = [p.error for p in parts if p.status == ledger.FAILED]
+        waiting = [p for p in parts if p.status == DEFERRED]
+        if waiting and not errors:  # the parent widens the table, then loads the whole file again
+            merged.status, merged.needed, merged.rows_loaded = DEFERRED, _joined(p.needed for p in waiting), 0
+            return merged  # its private table is dropped: the staging table never held any of it
         if not errors and merged.rows_rejected > self.max_errors:
             errors = [f"more than MAX_ERRORS={self.max_errors} rejected rows across its ranges"]
         if errors:
@@ -136,7 +144,10 @@ class Assembler:
             self._fail(task, merged)
         else:
             try:
-                if not _move_in(self.engine, task, merged):
+                needed = _rewriting_widenings(self.engine, task)
+                if needed:  # moving in would change values as they read back: the parent widens apart
+                    merged.status, merged.needed, merged.rows_loaded = DEFERRED, needed, 0
+                elif not _move_in(self.engine, task, merged):
                     merged.status, merged.error, merged.rows_loaded = "skipped", "loaded meanwhile by another run", 0
             except _MoveFailed as exc:
                 merged.status, merged.error = ledger.FAILED, str(exc)
@@ -147,7 +158,7 @@ class Assembler:
         log.warning("%s failed: %s; none of its rows went into %s", task.source.path, merged.error, task.table)
         ledger.record_attempt(
             self.engine,
-            task.source.path,
+            task.source,
             task.table,
             task.source.size,
             ledger.FAILED,
@@ -160,6 +171,29 @@ class Assembler:
 
 class _MoveFailed(Exception):
     pass
+
+
+def _rewriting_widenings(engine: Engine, task: LoadTask) -> dict[str, ColumnType]:
+    """The columns whose values would read back changed if the private table's rows moved in now (the staging
+    table widened to text from an inexact kind, or this file's values cast to text), with the types asked for;
+    empty when moving in changes no value. Each range deferred such a widening of its own; this catches the
+    ones the staging table took meanwhile."""
+    with engine.connect() as conn:
+        staged = reflect(conn, task.table) or {}
+        loaded_as = reflect(conn, task.load_table) or {}
+    return _rewrites(staged, loaded_as, dialect_family(engine))
+
+
+def _rewrites(staged: dict[str, ColumnType], loaded_as: dict[str, ColumnType], family: str) -> dict[str, ColumnType]:
+    """Pure: see _rewriting_widenings."""
+    out = {}
+    for column, private in loaded_as.items():
+        if column not in staged:
+            continue
+        final = staged[column].join(private)
+        if rewrites_values(staged[column], final, family) or rewrites_values(private, final, family):
+            out[column] = private
+    return out
 
 
 def _move_in(engine: Engine, task: LoadTask, merged: FileResult) -> bool:
@@ -176,23 +210,32 @@ def _move_in(engine: Engine, task: LoadTask, merged: FileResult) -> bool:
         # A range may have widened a column of the private table: the staging table must hold it too.
         widen(engine, task.table, loaded_as, task.settings.deals_view)
         with writing(engine) as conn:
-            if claim_file(conn, path, task.previous_table).loaded_by_another(task.table, fingerprint, task.run_id):
+            claim = claim_file(conn, task.source, task.previous_table, task.previous_lineage)
+            if claim.loaded_by_another(task.table, fingerprint, task.run_id):
                 return False
             quote = conn.dialect.identifier_preparer.quote
-            columns = ", ".join(quote(c) for c in [*task.columns, SOURCE_COLUMN])
+            columns = ", ".join(quote(c) for c in [*task.table_columns, SOURCE_COLUMN])
             moved = conn.exec_driver_sql(
                 f"INSERT INTO {quote(task.table)} ({columns}) SELECT {columns} FROM {quote(task.load_table)}"
             ).rowcount
             if moved != merged.rows_loaded:
                 raise _MoveFailed(f"internal error: {merged.rows_loaded} rows loaded in ranges but {moved} to move")
             ledger.record_loaded(
-                conn, path, task.table, task.source.size, fingerprint, moved, merged.rows_rejected, task.run_id
+                conn, task.source, task.table, task.source.size, fingerprint, moved, merged.rows_rejected, task.run_id
             )
-            ledger.keep_rejects_of(conn, path, fingerprint, task.run_id)
+            ledger.keep_rejects_of(conn, task.source, fingerprint, task.run_id)
     except sa.exc.SQLAlchemyError as exc:
         raise _MoveFailed(f"moving its rows into {task.table} failed: {describe_db_error(exc, engine.url)}") from None
     log.info("%s: its %d rows moved into %s in %.1f s", path, moved, task.table, time.monotonic() - started)
     return True
+
+
+def _joined(needs: Iterable[dict[str, ColumnType]]) -> dict[str, ColumnType]:
+    out: dict[str, ColumnType] = {}
+    for need in needs:
+        for column, column_type in need.items():
+            out[column] = out[column].join(column_type) if column in out else column_type
+    return out
 
 
 def _method(parts: list[FileResult]) -> str:

@@ -4,21 +4,27 @@ A record that cannot be parsed (stray quote, unterminated quote, undecodable byt
 with an error instead of stopping the file. After a parse error only the record's first
 physical line is given up: the lines after it are parsed again, so one broken quote does not
 swallow the rows that follow it.
+
+The csv module stops at fields over FIELD_SIZE_LIMIT (16 MiB), which keeps a quote that never
+closes from reading a whole file into memory. A record that meets that limit is read on as text
+until its quotes balance, up to FIELD_BYTES_LIMIT (1 GiB, the most a PostgreSQL value holds;
+the database refuses what it cannot store), and then parsed whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from .files import CsvFormat, csv_reader
+from .files import FIELD_SIZE_LIMIT, UNDECODABLE, CsvFormat, csv_reader
 
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
+FIELD_BYTES_LIMIT = 1 << 30
+_FIELD_TOO_LARGE = "field larger than field limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +81,21 @@ def read_records(stream: TextIO, fmt: CsvFormat, width: int | None = None, first
         except StopIteration:
             return
         except csv.Error as exc:
-            yield from _give_up_first_line(lines, line, f"malformed CSV ({exc}); check the quotes on this line")
-            line += 1
+            fields = _long_record(lines, fmt) if _FIELD_TOO_LARGE in str(exc) else None
+            if fields is None:
+                reason = _LONG_OR_OPEN if _FIELD_TOO_LARGE in str(exc) else f"malformed CSV ({exc})"
+                yield from _give_up_first_line(lines, line, f"{reason}; check the quotes on this line")
+                line += 1
+                reader = csv_reader(lines, fmt)
+                continue
             reader = csv_reader(lines, fmt)
-            continue
         raw = "".join(lines.taken)
         if _quote_left_open(fields, width, lines, raw, fmt):
             yield from _give_up_first_line(lines, line, "a quote opened on this line is never closed")
             line += 1
             reader = csv_reader(lines, fmt)
             continue
-        if _UNDECODABLE.search(raw):
+        if UNDECODABLE.search(raw):
             yield Record(
                 line,
                 None,
@@ -113,6 +123,38 @@ def _quote_left_open(fields: list[str], width: int | None, lines: _Lines, raw: s
     return False
 
 
+_LONG_OR_OPEN = f"a quote that is never closed, or a field over {FIELD_BYTES_LIMIT >> 30} GiB"
+
+
+def _long_record(lines: _Lines, fmt: CsvFormat) -> list[str] | None:
+    """The fields of a record the csv module gave up on as too large (its lines so far in
+    `lines.taken`), read on until its quotes balance; None when they never do within the limit."""
+    size = sum(map(len, lines.taken))
+    quotes = sum(taken.count('"') for taken in lines.taken)
+    while quotes % 2:
+        line = next(lines, None)
+        if line is None or size > FIELD_BYTES_LIMIT:
+            return None
+        size += len(line)
+        quotes += line.count('"')
+    text = "".join(lines.taken)
+    with _field_limit(len(text)):
+        try:
+            rows = list(csv_reader(io.StringIO(text, newline=""), fmt))
+        except csv.Error:
+            return None
+    return rows[0] if len(rows) == 1 else None
+
+
+@contextlib.contextmanager
+def _field_limit(size: int) -> Iterator[None]:
+    previous = csv.field_size_limit(max(size, FIELD_SIZE_LIMIT))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _give_up_first_line(lines: _Lines, line: int, reason: str) -> Iterator[Record]:
     taken = lines.taken or [""]
     lines.replay.extendleft(reversed(taken[1:]))
@@ -122,4 +164,4 @@ def _give_up_first_line(lines: _Lines, line: int, reason: str) -> Iterator[Recor
 def printable(raw: str) -> str:
     """Raw text for the rejects table: undecodable bytes and NULs shown as \\xNN, line ending dropped."""
     text = raw.rstrip("\r\n").replace("\x00", "\\x00")
-    return _UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+    return UNDECODABLE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)

@@ -1,10 +1,13 @@
 """Cut one big file into byte ranges at true row boundaries, so several workers can load it.
 
 One sequential pass counts quotes: in CSV a line break ends a row exactly when an even number of
-quote characters came before it (a doubled quote inside a quoted field adds two). Each cut is the
-first row boundary after its target offset. The same pass hashes the bytes and counts line
-breaks, so every range knows the line its first row is on and the ledger gets the file's
-fingerprint without a second read.
+quote characters came before it (a doubled quote inside a quoted field adds two). That holds
+while every quote belongs to a quoted field; a quote inside an unquoted field (`5" x 7"`), which
+our reader keeps as a plain character, would throw the count off, so a file holding one is not
+cut. Each cut is the first row boundary after its target offset. The same pass hashes the bytes,
+counts line breaks, and settles the encoding a file's head left open (files.Evidence), so every
+range knows the line its first row is on and the ledger gets the file's fingerprint without a
+second read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..find.streams import open_location
+from .files import Evidence
+from .scan import QuoteCheck
 from .steady import Stamp
 
 CHUNK = 8 * 1024 * 1024
@@ -35,25 +41,32 @@ class ByteRange:
 class SplitPlan:
     fingerprint: str
     ranges: tuple[ByteRange, ...]
+    encoding: str = "utf-8"  # what the whole file's bytes call for, when its head left it open
     stamp: Stamp | None = None  # the file as this pass found it: every range must find it the same
 
 
-def plan_split(raw: BinaryIO, size: int, parts: int, header: bool) -> SplitPlan | None:
+def plan_split(raw: BinaryIO, size: int, parts: int, header: bool, delimiter: str = ",") -> SplitPlan | None:
     """About `parts` ranges of the rows after the header (one when no safe cut exists); None without a header end."""
     scan = _Scan(size, parts, header)
+    quotes = QuoteCheck(delimiter.encode(), stray=True) if len(delimiter.encode()) == 1 else None
+    stray = quotes is None
     while chunk := raw.read(CHUNK):
         scan.feed(chunk)
+        stray = stray or bool(quotes.feed(chunk))
     if scan.header_end is None:
         return None
-    starts = [(scan.header_end, 2 if header else 1), *scan.cuts]
-    ends = [offset for offset, _ in scan.cuts] + [scan.offset]
+    scan.evidence.feed(b"", final=True)
+    cuts = [] if stray or quotes.unclosed else scan.cuts
+    starts = [(scan.header_end, 2 if header else 1), *cuts]
+    ends = [offset for offset, _ in cuts] + [scan.offset]
     ranges = tuple(ByteRange(start, end, line) for (start, line), end in zip(starts, ends, strict=True) if end > start)
-    return SplitPlan("sha256:" + scan.hash.hexdigest(), ranges)
+    return SplitPlan("sha256:" + scan.hash.hexdigest(), ranges, scan.evidence.verdict)
 
 
 class _Scan:
     def __init__(self, size: int, parts: int, header: bool):
         self.hash = hashlib.sha256()
+        self.evidence = Evidence()
         self.offset = 0  # bytes fed before the current chunk
         self.quotes = 0
         self.breaks = 0  # line breaks so far: \n, \r and \r\n each count once
@@ -70,6 +83,7 @@ class _Scan:
 
     def feed(self, chunk: bytes) -> None:
         self.hash.update(chunk)
+        self.evidence.feed(chunk)
         position = 0
         while position < len(chunk):
             if self.want is None or self.want >= self.offset + len(chunk):
@@ -143,7 +157,7 @@ class RangeReader(io.RawIOBase):
 
 
 @contextmanager
-def open_range(location: str, byte_range: ByteRange) -> Iterator[BinaryIO]:
-    """The bytes of one range of a local file."""
-    with open(location, "rb") as handle:
+def open_range(location: str, byte_range: ByteRange, root: str | None = None) -> Iterator[BinaryIO]:
+    """The bytes of one range of a local file (checked to be inside `root`, the folder it was listed in)."""
+    with open_location(location, 0, root=root) as handle:
         yield RangeReader(handle, byte_range)

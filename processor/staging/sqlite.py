@@ -16,14 +16,17 @@ from typing import BinaryIO
 
 from sqlalchemy.engine import Connection
 
-from ..db import first_line
+from ..db import first_line, refusal_kind
 from ..schema import classify
 from .encode import Chunk, rows_of
 from .files import CsvFormat, csv_reader, text_stream
 from .tables import SOURCE_COLUMN
-from .target import DataProblem, Disconnected, Target
+from .target import DataProblem, Disconnected, Refused, Target
 
 NAME = "insert"
+TOOL = "SQLite's insert path"
+# The bulk path parses with our own reader: it reads no construct otherwise.
+BENDS: frozenset[str] = frozenset()
 _REAL_CHARACTERS = 17  # 15 significant digits, a sign and a point
 _NUMERIC_TYPES = {"integer": "('integer', 'null')", "double": "('integer', 'real', 'null')"}
 
@@ -44,6 +47,10 @@ def faithful(target: Target) -> bool:
 def lean(target: Target) -> bool:
     """Every value is checked as it streams; there is nothing to skip."""
     return False
+
+
+def bends(target: Target) -> frozenset[str]:
+    return BENDS
 
 
 def begin(conn: Connection, target: Target) -> None:
@@ -175,6 +182,8 @@ def _driver_errors() -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc):
             raise Disconnected(str(exc)) from exc
+        if refusal_kind(exc):  # a read-only database: no other row helps
+            raise Refused(exc) from exc
         raise DataProblem(first_line(exc)) from exc
     except (sqlite3.Error, csv.Error, UnicodeError, _BadValue) as exc:
         raise DataProblem(first_line(exc)) from exc

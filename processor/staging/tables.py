@@ -14,14 +14,15 @@ from collections.abc import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..db import dialect_family, writing
+from ..db import PRIVILEGE, WIDTH, describe_db_error, dialect_family, refusal_kind, writing
 from ..lock import ddl_lock
 from ..schema import ColumnType, column_type_of, normalise_name, sql_type
-from .plan import TablePlan
+from .plan import TablePlan, row_fits
 
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMN = "_source_file"
+MORE_COLUMN = "_more_columns"  # with WIDE_FILES=json: the columns a table cannot take, as one JSON object
 SOURCE_SETTING = "processor.source_file"
 SOURCE_INDEX_PREFIX = 255  # MySQL indexes a TEXT column by a prefix; paths longer than this still match exactly
 
@@ -79,6 +80,66 @@ def apply_plan(engine: Engine, plan: TablePlan, protected_view: str | None = Non
     return changes
 
 
+PROBE_TABLE = "_processor_probe"  # a name no staging table can take
+MAX_COLUMNS = {"sqlite": 2000, "postgresql": 1600, "mysql": 1017}  # per table, as the databases ship (InnoDB's)
+
+
+def columns_that_fit(engine: Engine, plan: TablePlan) -> int:
+    """How many of the plan's new columns the table can take beside its others and `MORE_COLUMN`: the largest
+    count whose rows surely fit (`row_fits`) and that the database accepts in a table created for the question
+    and dropped (a binary search)."""
+    family = dialect_family(engine)
+    added = set(plan.added)
+    new = [c for c in plan.added if c != MORE_COLUMN]
+    base = {c: plan.types[c] for c in plan.columns if c not in added}
+
+    def fits(count: int) -> bool:
+        types = {**base, **{c: plan.types[c] for c in new[:count]}, MORE_COLUMN: ColumnType("text")}
+        return row_fits(types.values(), family) and _fits(engine, table_object(PROBE_TABLE, types, family), family)
+
+    most = min(len(new), MAX_COLUMNS[family] - len(base) - 2)  # beside the lineage and JSON columns
+    if most >= 0 and fits(most):
+        return most
+    low, high = -1, most - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low  # -1: not even the table's other columns and the JSON column
+
+
+def _fits(engine: Engine, table: sa.Table, family: str) -> bool:
+    try:
+        with engine.connect() as conn, conn.begin() as transaction:
+            table.drop(conn, checkfirst=True)  # one a stopped run left behind
+            table.create(conn)
+            if family == "mysql":  # MySQL commits DDL at once; the others roll it back
+                table.drop(conn)
+            transaction.rollback()
+    except sa.exc.DBAPIError as exc:
+        if refusal_kind(exc) != WIDTH:
+            raise
+        return False
+    return True
+
+
+def refused(exc: BaseException, table: str, columns: int) -> str:
+    """One line for a table the database would not create or change: what it refused, and the fix."""
+    said = describe_db_error(exc)
+    kind = refusal_kind(exc)
+    if kind == WIDTH:
+        return (
+            f"table {table} cannot take {columns:,} columns on this database ({said}); set WIDE_FILES=json to keep "
+            f"the leading columns that fit and the others in one JSON column {MORE_COLUMN}, or cut the file"
+        )
+    if kind == PRIVILEGE:
+        return (
+            f"the database user may not create or change table {table} ({said}); grant it CREATE on the schema "
+            "(ownership of the table, to add or widen columns; INSERT and DELETE on it, to load), or use a user "
+            "that has them"
+        )
+    return f"cannot create or change table {table}: {said}"
+
+
 def _add_column(conn: Connection, table: str, column: sa.Column) -> None:
     preparer = conn.dialect.identifier_preparer
     ddl = column.type.compile(dialect=conn.dialect)
@@ -103,13 +164,20 @@ def widen(engine: Engine, table: str, needed: Mapping[str, ColumnType], protecte
             if family == "sqlite":
                 _sqlite_rebuild(conn, table, {**current, **changes})
             else:
-                _alter_types(conn, table, changes, family, protected_view)
+                _alter_types(conn, table, changes, current, family, protected_view)
             for column, new in changes.items():
                 log.warning("schema change: %s.%s widened from %s to %s", table, column, current[column].kind, new.kind)
         return {**current, **changes}
 
 
-def _alter_types(conn: Connection, table: str, changes: Mapping[str, ColumnType], family: str, view: str | None):
+def _alter_types(
+    conn: Connection,
+    table: str,
+    changes: Mapping[str, ColumnType],
+    current: Mapping[str, ColumnType],
+    family: str,
+    view: str | None,
+):
     preparer = conn.dialect.identifier_preparer
     if family == "postgresql" and view and view in sa.inspect(conn).get_view_names():
         log.info("dropping view %s so %s can change; the transform stage rebuilds it", view, table)
@@ -118,7 +186,10 @@ def _alter_types(conn: Connection, table: str, changes: Mapping[str, ColumnType]
         ddl = sql_type(new, family).compile(dialect=conn.dialect)
         name = preparer.quote(column)
         if family == "postgresql":
-            statement = f"ALTER TABLE {preparer.quote(table)} ALTER COLUMN {name} TYPE {ddl} USING {name}::{ddl}"
+            # A day as ISO text whatever the server's DateStyle, as the file wrote it.
+            as_day = current[column].kind == "date" and new.kind == "text"
+            cast = f"to_char({name}, 'YYYY-MM-DD')" if as_day else f"{name}::{ddl}"
+            statement = f"ALTER TABLE {preparer.quote(table)} ALTER COLUMN {name} TYPE {ddl} USING {cast}"
         else:
             statement = f"ALTER TABLE {preparer.quote(table)} MODIFY COLUMN {name} {ddl} NULL"
         conn.exec_driver_sql(statement)
@@ -135,7 +206,35 @@ def _sqlite_rebuild(conn: Connection, table: str, types: Mapping[str, ColumnType
         f"INSERT INTO {preparer.quote(temporary)} ({columns}) SELECT {columns} FROM {preparer.quote(table)}"
     )
     conn.exec_driver_sql(f"DROP TABLE {preparer.quote(table)}")
+    # Views that read the table (the deals view) name it, and find it again under its old name; by default
+    # SQLite would refuse the rename because, for that one moment, their table is missing.
+    conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")
     conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(temporary)} RENAME TO {preparer.quote(table)}")
+    conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+
+
+def _any_value(columns: Iterable[str]) -> sa.ColumnElement:
+    return sa.or_(*(sa.column(c).is_not(None) for c in columns))
+
+
+def others_hold_values(engine: Engine, table: str, columns: Iterable[str], path: str) -> bool:
+    """Whether rows not of `path` (of other files, or of no file) hold a value in any of the columns."""
+    source = sa.column(SOURCE_COLUMN)
+    query = (
+        sa.select(sa.literal(1))
+        .select_from(sa.table(table))
+        .where(sa.or_(source.is_(None), source != path), _any_value(columns))
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def files_holding_values(engine: Engine, table: str, columns: Iterable[str]) -> set[str | None]:
+    """The files (`_source_file`; None for rows of no file) whose rows hold a value in any of the columns."""
+    query = sa.select(sa.column(SOURCE_COLUMN)).select_from(sa.table(table)).where(_any_value(columns)).distinct()
+    with engine.connect() as conn:
+        return set(conn.execute(query).scalars())
 
 
 def drop_tables(engine: Engine, names: Iterable[str]) -> None:
@@ -151,8 +250,19 @@ def index_source_column(engine: Engine, table: str) -> bool:
     """Index `_source_file` unless some index leads with it; returns whether one was created.
 
     Replacing a changed file's rows is then a look-up, not a scan of the whole table; loads into
-    the table keep the index up to date from then on.
+    the table keep the index up to date from then on. A user who may not create the index (it is
+    not the table's owner) loses only that speed: logged, not raised.
     """
+    try:
+        return _index_source_column(engine, table)
+    except sa.exc.DBAPIError as exc:
+        if refusal_kind(exc) != PRIVILEGE:
+            raise
+        log.warning("not indexing %s.%s: %s", table, SOURCE_COLUMN, describe_db_error(exc))
+        return False
+
+
+def _index_source_column(engine: Engine, table: str) -> bool:
     with writing(engine) as conn, ddl_lock(conn, table):
         inspector = sa.inspect(conn)
         if not inspector.has_table(table):

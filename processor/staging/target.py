@@ -11,6 +11,15 @@ class DataProblem(Exception):
     """The bulk path refused the data; the careful path will find the rows or widen the columns."""
 
 
+class Refused(Exception):
+    """The database refuses the table or the user (a privilege, a row wider than it stores): no retry or other
+    row helps, so the file fails with the fix. `orig` is the driver's error."""
+
+    def __init__(self, orig: BaseException):
+        super().__init__(str(orig))
+        self.orig = orig
+
+
 class Disconnected(Exception):
     """The database connection dropped during a load; the file may be retried."""
 

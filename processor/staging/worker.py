@@ -15,35 +15,40 @@ from __future__ import annotations
 import codecs
 import contextlib
 import dataclasses
+import json
 import logging
 import random
 import time
-import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .. import ledger
+from .. import ledger, meter
 from ..config import Settings
-from ..db import describe_db_error, dialect_family, engine_for, first_line, writing
+from ..db import describe_db_error, dialect_family, engine_for, first_line, refusal_kind, writing
 from ..find import SourceFile
+from ..find.presence import VANISHED, vanished
 from ..ledger import Reject
 from ..redact import redact
-from ..schema import ColumnType, column_names
+from ..schema import ColumnType, column_names, rewrites_values
 from . import mysql, postgres, sqlite
 from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
+from .scan import Reencode, Watch
 from .split import ByteRange, open_range
 from .steady import Stamp, check_steady, stamp_of, steady
-from .tables import delete_file_rows, reflect, widen
-from .target import DataProblem, Disconnected, Target
+from .tables import MORE_COLUMN, delete_file_rows, others_hold_values, reflect, refused, widen
+from .target import DataProblem, Disconnected, Refused, Target
 from .verify import verifying
 
 log = logging.getLogger(__name__)
 
 WRITERS = {"postgresql": postgres, "mysql": mysql, "sqlite": sqlite}
+DEFERRED = "deferred"  # a result status the parent resolves; never in the ledger or the final report
 BATCH_ROWS = 5000
 MAX_WIDENINGS = 4
 
@@ -63,8 +68,18 @@ class LoadTask:
     nullish: tuple[frozenset[str], ...] = ()  # per column, what the sample held for nothing (see schema.nullish)
     byte_range: ByteRange | None = None  # one piece of a big file; the parent owns the file's ledger row
     sampled_whole: bool = False  # the sample read every row
+    previous_lineage: str | None = None  # the `_source_file` of the rows an earlier load left in previous_table
+    folded: tuple[str, ...] = ()  # columns its table cannot take: kept as one JSON object in MORE_COLUMN
+    alone: bool = False  # the only task of this run for its table (no other writer this run)
     into: str | None = None  # a big file's private table, where its ranges load until the file moves in whole
     stamp: Stamp | None = None  # the file as the pass that cut it into ranges found it
+
+    @property
+    def table_columns(self) -> tuple[str, ...]:
+        """The table's columns this file's rows fill, in file order (with MORE_COLUMN last when it folds)."""
+        if not self.folded:
+            return self.columns
+        return (*(c for c in self.columns if c not in self.folded), MORE_COLUMN)
 
     @property
     def load_table(self) -> str:
@@ -86,13 +101,18 @@ class LoadTask:
     def first_line(self) -> int:
         return self.byte_range.first_line if self.byte_range else 1
 
+    def reencoded(self, encoding: str) -> LoadTask:
+        """This task, reading the file in `encoding` (settled)."""
+        fmt = dataclasses.replace(self.format, encoding=encoding, encoding_settled=True)
+        return dataclasses.replace(self, format=fmt)
+
     @contextlib.contextmanager
     def open(self):
         """The bytes this task loads: the whole file, or its range; raises FileChanged, after the last byte was
         read, when a local file changed meanwhile (see steady.py)."""
         before = stamp_of(self.source)
         if self.byte_range:
-            opened = open_range(self.source.location, self.byte_range)
+            opened = open_range(self.source.location, self.byte_range, self.source.root)
         else:
             opened = open_binary(self.source, self.settings.load_retries)
         with opened as raw:
@@ -120,6 +140,8 @@ class FileResult:
     error: str | None = None
     changes: list[str] = field(default_factory=list)
     attempts: int = 1
+    spans: list[tuple[float, float]] = field(default_factory=list, repr=False)  # wall-clock spans spent writing
+    needed: dict[str, ColumnType] = field(default_factory=dict)  # DEFERRED: the widenings it waits for
 
 
 @dataclass
@@ -144,15 +166,31 @@ class _LoadedElsewhere(Exception):
     """Another run committed this very content while this load waited for the file's ledger row."""
 
 
+class _Deferred(Exception):
+    """The file needs a widening that would change other files' values: the parent does it and reloads them."""
+
+    def __init__(self, needed: dict[str, ColumnType]):
+        super().__init__(", ".join(needed))
+        self.needed = needed
+
+
 def load_file(task: LoadTask) -> FileResult:
     """Load one file into its table; never raises (failures come back in the result)."""
+    size = task.byte_range.end - task.byte_range.start if task.byte_range else task.source.size
+    with meter.loading(size) as metered:
+        result = _load_file(task)
+        result.spans = metered.spans
+        return result
+
+
+def _load_file(task: LoadTask) -> FileResult:
     started = time.monotonic()
     result = FileResult(task.source.path, task.table, ledger.LOADED, size=task.source.size)
     engine = None
     try:
         engine = engine_for(task.settings.dest_sql)
         if task.byte_range is None:
-            ledger.mark_loading(engine, task.source.path, task.table, task.source.size, task.run_id)
+            ledger.mark_loading(engine, task.source, task.table, task.source.size, task.run_id)
             _check_header(task)
         outcome = _load_with_retries(engine, task, result)
         result.rows_loaded, result.rows_rejected, result.method = outcome.rows, outcome.rejected, outcome.method
@@ -161,28 +199,42 @@ def load_file(task: LoadTask) -> FileResult:
         log.info("%s: loaded meanwhile by another run; this load rolled back", task.source.path)
     except _Failed as failed:
         _fail(engine, task, result, str(failed), failed.rejects)
+    except _Deferred as deferred:  # nothing of it is kept; the ledger says loading until the parent loads it
+        result.status, result.needed = DEFERRED, deferred.needed
+    except Refused as refusal:
+        _fail(engine, task, result, refused(refusal, task.table, len(task.table_columns)), [])
     except Exception as exc:  # any other error fails this file alone
-        log.debug("loading %s failed:\n%s", task.source.path, traceback.format_exc())
-        _fail(engine, task, result, _describe(exc, task.settings), [])
+        log.debug("loading %s failed", task.source.path, exc_info=True)
+        if task.byte_range is None and vanished(task.source, exc):
+            _fail(engine, task, result, VANISHED, [], ledger.GONE)
+        else:
+            _fail(engine, task, result, _describe(exc, task.settings), [])
     result.seconds = time.monotonic() - started
     return result
 
 
-def _fail(engine: Engine | None, task: LoadTask, result: FileResult, reason: str, rejects: list[Reject]) -> None:
-    result.status, result.error, result.rows_rejected = ledger.FAILED, reason, len(rejects)
+def _fail(
+    engine: Engine | None,
+    task: LoadTask,
+    result: FileResult,
+    reason: str,
+    rejects: list[Reject],
+    status: str = ledger.FAILED,
+) -> None:
+    result.status, result.error, result.rows_rejected = status, reason, len(rejects)
     if engine is None:
         return
     try:
         if task.byte_range:  # the parent records the file once every range is back
             with writing(engine) as conn:
-                ledger.add_rejects(conn, task.source.path, task.source.fingerprint, rejects, task.run_id)
+                ledger.add_rejects(conn, task.source, task.source.fingerprint, rejects, task.run_id)
             return
         ledger.record_attempt(
-            engine, task.source.path, task.table, task.source.size, ledger.FAILED, reason, len(rejects), task.run_id
+            engine, task.source, task.table, task.source.size, status, reason, len(rejects), task.run_id
         )
         if rejects:
             with writing(engine) as conn:
-                ledger.replace_rejects(conn, task.source.path, None, rejects, task.run_id, all_versions=False)
+                ledger.replace_rejects(conn, task.source, None, rejects, task.run_id, all_versions=False)
     except sa.exc.SQLAlchemyError as exc:
         log.error("could not record the failure of %s in the ledger: %s", task.source.path, describe_db_error(exc))
 
@@ -212,6 +264,8 @@ def _load_with_retries(engine: Engine, task: LoadTask, result: FileResult) -> _O
         try:
             return _load(engine, task, result.changes)
         except (Disconnected, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if refusal_kind(exc):  # a privilege or a limit: no retry changes it
+                raise _Failed(refused(exc, task.table, len(task.table_columns))) from None
             if attempt == retries:
                 reason = f"the database connection failed {attempt + 1} times: {_describe(exc, task.settings)}"
                 raise _Failed(reason) from None
@@ -227,21 +281,31 @@ def _load_with_retries(engine: Engine, task: LoadTask, result: FileResult) -> _O
 
 
 def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
+    """Load the file; once more in another encoding when its whole content settles a guessed one."""
+    try:
+        return _load_as(engine, task, changes)
+    except Reencode as change:
+        log.info("%s: %s; loading it again as %s", task.source.path, change, change.encoding)
+        return _load_as(engine, task.reencoded(change.encoding), changes)
+
+
+def _load_as(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
     writer = WRITERS[dialect_family(engine)]
     settings = task.settings
     with engine.connect() as conn:
         types = _file_types(conn, task)
         bulk_allowed = writer.can_bulk(conn)
     fast = bulk_allowed
+    columns = task.table_columns
     for _ in range(MAX_WIDENINGS):
         target = Target(
             task.load_table,
-            task.source.path,
-            task.columns,
+            task.source.lineage,
+            columns,
             types,
             settings.null_values,
             settings.null_values_in_text,
-            task.nullish,
+            () if task.folded else task.nullish,
         )
         if fast and writer.faithful(target):
             try:
@@ -251,21 +315,47 @@ def _load(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
         outcome = _careful(engine, writer, task, target)
         if not outcome.needed:
             return outcome
-        needed = {task.columns[i]: t for i, t in outcome.needed.items()}
-        wider = widen(engine, task.load_table, needed, None if task.into else settings.deals_view)
+        needed = {columns[i]: t for i, t in outcome.needed.items()}
+        _defer_if_others_would_change(engine, task, dict(zip(columns, types, strict=True)), needed)
+        wider = _widen(engine, task, needed)
         for index in outcome.needed:
-            changes.append(f"widened {task.table}.{task.columns[index]} to {wider[task.columns[index]].kind}")
-        types = tuple(wider[c] for c in task.columns)
-        fast = bulk_allowed and outcome.rejected == 0
+            changes.append(f"widened {task.table}.{columns[index]} to {wider[columns[index]].kind}")
+        types = tuple(wider[c] for c in columns)
+        fast = bulk_allowed and outcome.rejected == 0 and not task.folded
     raise _Failed("column types kept changing while loading; set COLUMN_TYPES for this table")
+
+
+def _defer_if_others_would_change(
+    engine: Engine, task: LoadTask, current: dict[str, ColumnType], needed: dict[str, ColumnType]
+) -> None:
+    """Raise _Deferred when widening in place would change how values of other files read back (`3` as `3.0`
+    once the column is text): the parent then widens and loads those files again. In place is fine for a
+    file alone in its table this run when no other file's rows hold a value in those columns."""
+    family = dialect_family(engine)
+    changing = [c for c, t in needed.items() if rewrites_values(current[c], current[c].join(t), family)]
+    if not changing:
+        return
+    if task.alone and not others_hold_values(engine, task.table, changing, task.source.path):
+        return
+    raise _Deferred(needed)
+
+
+def _widen(engine: Engine, task: LoadTask, needed: dict[str, ColumnType]) -> dict[str, ColumnType]:
+    try:
+        # A range widens its file's private table; the staging table follows when the file moves in.
+        return widen(engine, task.load_table, needed, None if task.into else task.settings.deals_view)
+    except sa.exc.DBAPIError as exc:
+        if refusal_kind(exc) is None:
+            raise
+        raise _Failed(refused(exc, task.table, len(task.columns))) from None
 
 
 def _file_types(conn: Connection, task: LoadTask) -> tuple:
     table = reflect(conn, task.load_table)
-    missing = [c for c in task.columns if table is None or c not in table]
+    missing = [c for c in task.table_columns if table is None or c not in table]
     if missing:
         raise _Failed(f"table {task.table} lacks column(s) {', '.join(missing)}; it changed during the run")
-    return tuple(table[c] for c in task.columns)
+    return tuple(table[c] for c in task.table_columns)
 
 
 def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> ledger.Claim | None:
@@ -274,17 +364,21 @@ def _begin(conn: Connection, writer, task: LoadTask, target: Target) -> ledger.C
     writer.begin(conn, target)
     if task.byte_range is not None:
         return None
-    return claim_file(conn, task.source.path, task.previous_table)
+    return claim_file(conn, task.source, task.previous_table, task.previous_lineage)
 
 
-def claim_file(conn: Connection, path: str, previous_table: str | None) -> ledger.Claim:
+def claim_file(
+    conn: Connection, file: SourceFile, previous_table: str | None, previous_lineage: str | None = None
+) -> ledger.Claim:
     """Lock the file's ledger row for this transaction, then remove the rows of its earlier version: where the
     ledger knew them when the run planned, and where it says they are now (another run may have committed
     them since). After the lock, so that a file's rows are never in twice."""
-    claim = ledger.claim(conn, path)
-    holding = claim.table_name if claim.content_hash is not None else None
-    for table in sorted({previous_table, holding} - {None}):
-        delete_file_rows(conn, table, path)
+    claim = ledger.claim(conn, file)
+    held = {(previous_table, previous_lineage or file.lineage)}
+    if claim.content_hash is not None:
+        held.add((claim.table_name, claim.lineage or file.lineage))
+    for table, lineage in sorted(pair for pair in held if pair[0]):
+        delete_file_rows(conn, table, lineage)
     return claim
 
 
@@ -298,20 +392,40 @@ def _bulk_attempts(engine: Engine, writer, task: LoadTask, target: Target) -> _O
     return _bulk(engine, writer, task, target)
 
 
+@contextmanager
+def _writing_timed(engine: Engine) -> Iterator[Connection]:
+    """`writing`, with the time the transaction held the table (from BEGIN, which on SQLite waits for the
+    write lock, to COMMIT or ROLLBACK) added to the load's meter: its rows per second count only that."""
+    metered, began = meter.current(), None
+    try:
+        with writing(engine) as conn:
+            began = time.time()
+            yield conn
+    finally:
+        if metered is not None and began is not None:
+            metered.spans.append((began, time.time()))
+
+
 def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
-    with writing(engine) as conn:
+    with _writing_timed(engine) as conn:
         claim = _begin(conn, writer, task, target)
         with task.open() as raw, verifying(target, task.read_format, needed=task.verify) as verifier:
             reader = HashingReader(raw)
             if task.read_format.encoding == "utf-8-sig" and task.byte_range is None:
                 reader.read(len(codecs.BOM_UTF8))  # the database would take the BOM for data
-            reader.tee = verifier.feed if verifier else None
+            watch = Watch(task.read_format, writer.bends(target), writer.TOOL)
+            reader.tees = [watch.feed, *([verifier.feed] if verifier else [])]
             try:
                 rows = writer.bulk(conn, target, reader, task.read_format)
-            except Exception:
-                reader.raise_read_error()  # a download that failed is the source's fault, not the database's
+                reader.drain()
+                watch.finish()
+            except Exception as exc:
+                # A download that failed is the source's fault, not the database's; a construct the
+                # watch found is why the database's parser would have gone wrong.
+                reader.raise_read_error()
+                if isinstance(exc, DataProblem):
+                    _settle_encoding(reader, watch)
                 raise
-            reader.drain()
             if reader.last_line_has_open_quote(task.format):
                 raise DataProblem("the last line has a quote that may never close")
             misfit = verifier.finish() if verifier else None
@@ -319,6 +433,16 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
                 raise DataProblem(misfit)
         _record(conn, task, claim, reader.fingerprint, rows, [])
     return _Outcome(rows, 0, writer.NAME)
+
+
+def _settle_encoding(reader: HashingReader, watch: Watch) -> None:
+    """After the database refused a file whose guessed encoding may be wrong: read the rest, and
+    raise Reencode when the whole file calls for another encoding (else the careful path takes it)."""
+    if not watch.suspects_encoding:
+        return
+    reader.tees = [watch.feed_encoding]
+    reader.drain()
+    watch.finish_encoding()
 
 
 def _record(
@@ -330,14 +454,12 @@ def _record(
     # later run can tell it unchanged without reading it; other files by the hash of their bytes.
     fingerprint = task.source.fingerprint or streamed
     if task.byte_range:
-        ledger.add_rejects(conn, task.source.path, fingerprint, rejects, task.run_id)
+        ledger.add_rejects(conn, task.source, fingerprint, rejects, task.run_id)
         return
     if claim is not None and claim.loaded_by_another(task.table, fingerprint, task.run_id):
         raise _LoadedElsewhere()
-    ledger.record_loaded(
-        conn, task.source.path, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id
-    )
-    ledger.replace_rejects(conn, task.source.path, fingerprint, rejects, task.run_id, all_versions=True)
+    ledger.record_loaded(conn, task.source, task.table, task.source.size, fingerprint, rows, len(rejects), task.run_id)
+    ledger.replace_rejects(conn, task.source, fingerprint, rejects, task.run_id, all_versions=True)
 
 
 def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
@@ -351,14 +473,21 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
     )
     rejects: list[Reject] = []
     try:
-        with writing(engine) as conn:
+        with _writing_timed(engine) as conn:
             claim = _begin(conn, writer, task, target)
             with task.open() as raw:
                 reader = HashingReader(raw)
+                watch = Watch(task.read_format, frozenset(), writer.TOOL)  # for a guessed encoding
+                reader.tees = [watch.feed]
                 stream = text_stream(reader, task.read_format, errors="surrogateescape")
-                records = read_records(stream, task.read_format, len(target.columns), task.first_line)
-                seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
+                records = read_records(stream, task.read_format, len(task.columns), task.first_line)
+                try:
+                    seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
+                except _Failed:
+                    _settle_encoding(reader, watch)  # too many rejects may come from a wrong guess
+                    raise
                 reader.drain()
+                watch.finish()
             if checker.needed:
                 raise _NeedsWidening()
             if seen != loaded + len(rejects):
@@ -375,11 +504,15 @@ def _careful_rows(conn, writer, task, target, checker, records, rejects) -> tupl
         next(records, None)
     seen = loaded = 0
     batch: list = []
+    shape, width = _folding(task), len(task.columns)
     for record in records:
         seen += 1
-        values, reason = (None, record.error) if record.error else checker.check(record.fields)
+        if record.error or len(record.fields) != width:
+            values, reason = None, record.error or f"expected {width} fields, found {len(record.fields)}"
+        else:
+            values, reason = checker.check(shape(record.fields))
         if reason:
-            rejects.append(Reject(record.line, reason, record.raw))
+            rejects.append(Reject(record.line, reason, printable(record.raw)))
         elif not checker.needed:
             batch.append((record, values))
             if len(batch) >= BATCH_ROWS:
@@ -390,6 +523,22 @@ def _careful_rows(conn, writer, task, target, checker, records, rejects) -> tupl
         loaded += _insert_isolating(conn, writer, target, batch, rejects)
         _check_limit(rejects, task.settings.max_errors)
     return seen, loaded
+
+
+def _folding(task: LoadTask) -> Callable[[list[str]], list[str]]:
+    """Fields as the table takes them: as they are, or (WIDE_FILES=json) the kept ones and one JSON object
+    of the others, each under its column name, values as written (rows of the file's width only)."""
+    if not task.folded:
+        return lambda fields: fields
+    folded = set(task.folded)
+    kept = [i for i, c in enumerate(task.columns) if c not in folded]
+    others = [(c, i) for i, c in enumerate(task.columns) if c in folded]
+
+    def shape(fields: list[str]) -> list[str]:
+        more = json.dumps({c: fields[i] for c, i in others}, ensure_ascii=False)
+        return [*(fields[i] for i in kept), more]
+
+    return shape
 
 
 def _check_limit(rejects: list[Reject], max_errors: int) -> None:
