@@ -11,7 +11,7 @@
     └── LockTimeout                another run kept the destination locked for LOCK_TIMEOUT seconds   exit 7
 
 A run where some files failed to load or some deals failed to sync exits 1; Ctrl-C exits 130
-and SIGTERM 143. Messages never contain passwords or API tokens: URLs are masked before they
+and SIGTERM 143 (`Interrupted`, a BaseException like KeyboardInterrupt, outside this tree). Messages never contain passwords or API tokens: URLs are masked before they
 reach an exception, and library errors are re-raised as ours with `raise ... from exc`.
 """
 
@@ -93,8 +93,12 @@ class LockTimeout(ProcessorError):
     exit_code = 7
 
 
-class Interrupted(ProcessorError):
-    """The run was stopped by a signal; `exit_code` is 130 (SIGINT) or 143 (SIGTERM)."""
+class Interrupted(BaseException):
+    """The run was stopped by a signal; `exit_code` is 130 (SIGINT) or 143 (SIGTERM).
+
+    Like KeyboardInterrupt, not an Exception: no `except Exception` on its way (a file's failure
+    handling, a logging handler's emit) may take a stop for an error and carry on.
+    """
 
     def __init__(self, signum: int):
         super().__init__(f"stopped by signal {signum}")

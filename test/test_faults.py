@@ -1,6 +1,7 @@
 """Crashes and faults, for real: kill -9 mid-load, SIGTERM and Ctrl-C, a dropped connection, secrets."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -123,6 +124,31 @@ def test_stopping_rolls_back_in_flight_files_and_the_ledger_shows_what_finished(
     rerun = start_run(tmp_path / "src", postgres_url)
     assert rerun.wait(timeout=300) == 0
     assert staged(engine) == expected
+
+
+def test_a_stop_signal_that_lands_inside_a_log_line_still_stops_the_run():
+    """A logging handler takes any Exception raised in it for its own failure: the stop must not be one."""
+    from processor.cli import _raise_interrupted
+    from processor.errors import Interrupted
+
+    class Emitting(logging.Handler):
+        def emit(self, record):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)  # delivered here, inside the handler
+                self.format(record)
+            except Exception:
+                self.handleError(record)
+
+    logger, handler = logging.getLogger("test.stop"), Emitting()
+    logger.addHandler(handler)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        with pytest.raises(Interrupted) as stopped:
+            logger.warning("a file loaded")
+        assert stopped.value.exit_code == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        logger.removeHandler(handler)
 
 
 def _killer(admin: sa.Engine, family: str, stop: threading.Event, killed: list) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from ..config import Settings
 from ..db import describe_db_error, latest_row, writing
-from ..errors import ProcessorError
+from ..errors import Interrupted, ProcessorError
 from .report import SyncReport
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def record(engine: Engine, settings: Settings, started: datetime, report: SyncRe
     return _write(engine, settings, started, run, rows)
 
 
-def record_error(engine: Engine, settings: Settings, started: datetime, error: ProcessorError) -> None:
+def record_error(engine: Engine, settings: Settings, started: datetime, error: ProcessorError | Interrupted) -> None:
     """Write a run that stopped with an error before writing anything (e.g. a bad SYNC_FIELD_MAP entry)."""
     run = {f"{entity}_{outcome}": 0 for entity in ENTITIES for outcome in COUNTED}
     run.update(requests=0, tokens=None, exit_code=error.exit_code, error=str(error))

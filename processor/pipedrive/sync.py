@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from ..config import Settings
 from ..db import describe_db_error
-from ..errors import ConfigError, DatabaseError, ProcessorError, SyncError, SyncStopped
+from ..errors import ConfigError, DatabaseError, Interrupted, ProcessorError, SyncError, SyncStopped
 from . import history
 from .client import PipedriveClient
 from .fieldmap import Targets, describe_view, resolve
@@ -86,7 +86,7 @@ def run_sync(settings: Settings, engine: sa.Engine) -> SyncReport:
     started = history.now()
     try:
         report = sync_deals(settings, rows, columns=columns)
-    except ProcessorError as exc:
+    except (ProcessorError, Interrupted) as exc:
         if not settings.sync_dry_run:
             history.record_error(engine, settings, started, exc)
         raise

@@ -14,6 +14,7 @@ import time
 import uuid
 import zipfile
 from collections import Counter, defaultdict
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -225,18 +226,21 @@ class _Run:
         self.assembler = assembler
         items = {item.source.path: item for item in batch}
         deferred = []
-        for result in run_tasks(load_file, tasks, self.settings, _load_crash):
-            if result.path in assembler.expected:
-                result = assembler.add(next(t for t in tasks if t.source.path == result.path), result)
-                if result is None:
+        # Closed on the way out: a signal that lands here, between two results, stops the workers before the
+        # ledger marks their files interrupted (left open, they would load on until the traceback is freed).
+        with closing(run_tasks(load_file, tasks, self.settings, _load_crash)) as results:
+            for result in results:
+                if result.path in assembler.expected:
+                    result = assembler.add(next(t for t in tasks if t.source.path == result.path), result)
+                    if result is None:
+                        continue
+                if result.status == DEFERRED:
+                    deferred.append((items[result.path], result))
                     continue
-            if result.status == DEFERRED:
-                deferred.append((items[result.path], result))
-                continue
-            self.report.files = [f for f in self.report.files if f.path != result.path] + [result]
-            _changed(self.report, result.changes)
-            if self.progress:
-                self.progress(result)
+                self.report.files = [f for f in self.report.files if f.path != result.path] + [result]
+                _changed(self.report, result.changes)
+                if self.progress:
+                    self.progress(result)
         return deferred
 
     def _resolve(self, table: str, files: Waiting) -> list[Profiled]:
@@ -263,7 +267,8 @@ class _Run:
             )
             for s in (self.sources[p] for p in paths)
         ]
-        return {item.source.path: item for item in run_tasks(profile_source, tasks, self.settings, _profile_crash)}
+        with closing(run_tasks(profile_source, tasks, self.settings, _profile_crash)) as results:
+            return {item.source.path: item for item in results}
 
     def _fail(self, items: list[Profiled]) -> None:
         if items:
