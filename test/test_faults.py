@@ -110,10 +110,16 @@ def test_stopping_rolls_back_in_flight_files_and_the_ledger_shows_what_finished(
     engine = engine_of(postgres_url)
     run = start_run(tmp_path / "src", postgres_url)
     wait_for(lambda: loading_after_one_loaded(engine), what="a file loaded while another loads")
-    if how.startswith("sigterm"):
-        os.kill(run.pid, signal.SIGTERM)
-    else:
-        os.killpg(run.pid, signal.SIGINT)
+    with engine.connect() as holder, holder.begin():
+        # Hold the files in flight: once the loads that already write have committed, every other one waits
+        # for this lock at its first write, so however fast the machine, the signal lands mid-run.
+        holder.execute(sa.text("LOCK TABLE parts IN SHARE MODE"))
+        assert list(statuses(engine).values()).count("loaded") < len(expected)
+        wait_for(lambda: "loading" in statuses(engine).values(), what="a file held in flight")
+        if how.startswith("sigterm"):
+            os.kill(run.pid, signal.SIGTERM)
+        else:
+            os.killpg(run.pid, signal.SIGINT)
     out, err = run.communicate(timeout=60)
     assert run.returncode == code, err
     found = statuses(engine)
