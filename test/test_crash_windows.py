@@ -16,6 +16,10 @@ import pytest
 import sqlalchemy as sa
 from helpers import ROOT, index_env, ledger_rows, run_load, session_processes, start_index, wait_until, write_csv
 
+from processor.errors import ConfigError
+from processor.lock import LOCK_TABLE
+from processor.names import check_names
+from processor.staging.plan import name_clash
 from processor.staging.ranges import PART_PREFIX
 
 
@@ -262,3 +266,28 @@ def test_a_zombie_parent_counts_as_dead():
     assert os.path.exists(f"/proc/{child.pid}")  # not reaped yet: a zombie
     child.wait()
     assert process_alive(os.getpid())
+
+
+@pytest.mark.parametrize("name", [LOCK_TABLE, f"{PART_PREFIX}0123456789ab_1a2b3c4d"], ids=["lock", "private"])
+def test_the_lock_table_and_private_tables_are_processors_own(name, make_settings):
+    """No configured table and no file's table may take their names."""
+    with pytest.raises(ConfigError, match="processor's own tables"):
+        check_names(make_settings(dest_table=name))
+    assert "kept for the ledger" in name_clash(name, "deals", [])
+
+
+@pytest.mark.parametrize(
+    ("staged", "private", "deferred"),
+    [
+        ("double", "integer", {}),  # the staging table holds it as it is
+        ("integer", "text", {}),  # integers read back the same as text
+        ("double", "text", {"v": "text"}),  # other files' doubles would read back as 3.0
+        ("text", "double", {"v": "double"}),  # this file's doubles, cast to text on the way in
+    ],
+)
+def test_a_big_file_does_not_move_in_when_that_would_change_values_as_they_read_back(staged, private, deferred):
+    from processor.schema import ColumnType
+    from processor.staging.ranges import _rewrites
+
+    found = _rewrites({"v": ColumnType(staged), "w": ColumnType("text")}, {"v": ColumnType(private)}, "postgresql")
+    assert {column: t.kind for column, t in found.items()} == deferred
