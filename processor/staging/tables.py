@@ -217,13 +217,13 @@ def _any_value(columns: Iterable[str]) -> sa.ColumnElement:
     return sa.or_(*(sa.column(c).is_not(None) for c in columns))
 
 
-def others_hold_values(engine: Engine, table: str, columns: Iterable[str], path: str) -> bool:
-    """Whether rows not of `path` (of other files, or of no file) hold a value in any of the columns."""
+def others_hold_values(engine: Engine, table: str, columns: Iterable[str], own: Iterable[str]) -> bool:
+    """Whether rows not of the file (its `own` lineages: now and when last loaded) hold a value in any of the columns."""
     source = sa.column(SOURCE_COLUMN)
     query = (
         sa.select(sa.literal(1))
         .select_from(sa.table(table))
-        .where(sa.or_(source.is_(None), source != path), _any_value(columns))
+        .where(sa.or_(source.is_(None), source.not_in(list(own))), _any_value(columns))
         .limit(1)
     )
     with engine.connect() as conn:

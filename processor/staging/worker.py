@@ -335,7 +335,8 @@ def _defer_if_others_would_change(
     changing = [c for c, t in needed.items() if rewrites_values(current[c], current[c].join(t), family)]
     if not changing:
         return
-    if task.alone and not others_hold_values(engine, task.table, changing, task.source.path):
+    own = {task.source.lineage, task.previous_lineage or task.source.lineage}
+    if task.alone and not others_hold_values(engine, task.table, changing, own):
         return
     raise _Deferred(needed)
 
