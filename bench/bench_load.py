@@ -5,7 +5,8 @@
     .venv/bin/python bench/bench_load.py --rows 100000 --repeat 1 --skip-big
 
 Needs `psql`, `mysql` and `sqlite3` on the PATH and the servers of BENCH_POSTGRES_URL /
-BENCH_MYSQL_URL (default: the local test servers). Each number is the median of the repeats;
+BENCH_MYSQL_URL (default: the local test servers), in schema / database BENCH_SCHEMA (default
+bench_load; another name keeps concurrent runs apart). Each number is the median of the repeats;
 the processor side runs `python index.py load` as a user would (interpreter start-up,
 inference, ledger and lineage included), and `*_library` rows run the same load through
 `processor.load_folder` in the benchmark's own process (everything but start-up). Results go to stdout as a Markdown table and to bench/out/load.json.
@@ -35,7 +36,7 @@ from widecsv import HEADER, repeat_file, write_wide_csv  # noqa: E402
 
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MY = os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
-SCHEMA = "bench_load"
+SCHEMA = os.environ.get("BENCH_SCHEMA", "bench_load")  # another name keeps concurrent runs apart
 COLUMNS = ",".join(HEADER)
 
 
