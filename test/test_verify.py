@@ -1,0 +1,87 @@
+"""The value check beside a bulk load: a batch passes at once only when every value would pass one by one."""
+
+from __future__ import annotations
+
+import pytest
+
+from processor.schema import UNBOUNDED, ColumnType, classify, is_null, plain_pattern
+from processor.staging.files import CsvFormat
+from processor.staging.target import Target
+from processor.staging.verify import verifying
+
+COLUMNS = {
+    "integer": ColumnType("integer", 19, 0),
+    "decimal": ColumnType("decimal", UNBOUNDED, UNBOUNDED),
+    "narrow decimal": ColumnType("decimal", 4, 2),
+    "double": ColumnType("double"),
+    "date": ColumnType("date"),
+    "timestamp": ColumnType("timestamp"),
+}
+VALUES = [
+    "0",
+    "7",
+    "-12",
+    "007",
+    "+7",
+    "-0",
+    " 7",
+    "",
+    "12\n34",
+    "1\n",
+    "\n",
+    "1.50",
+    "-0.5",
+    "-0.0",
+    "12345.5",
+    "1.234",
+    "1e5",
+    "123456789012345678",
+    "1234567890123456789",
+    "99999999999999999999",
+    "2020-01-05",
+    "2020-01-05 10:00:00",
+    "2020-01-05T10:00:00.123",
+    "2020-01-05T10:00:00+02:00",
+    "2020-02-30",
+    "2020-01-05\n2020-01-06",
+    "NULL",
+]
+
+
+def _file(values: list[str]) -> bytes:
+    lines = ["id,v", *(f'{i},"{value}"' for i, value in enumerate(values))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _misfit(column: ColumnType, values: list[str]) -> str | None:
+    target = Target("t", "f.csv", ("id", "v"), (ColumnType("integer", 19, 0), column))
+    fmt = CsvFormat("utf-8", ",", "\n", header=True)
+    with verifying(target, fmt) as verifier:
+        verifier.feed(_file(values))
+        return verifier.finish()
+
+
+def _fits(column: ColumnType, value: str) -> bool:
+    """The rule value by value: the plain form (the database proves a date's calendar), else classify."""
+    import pyarrow.compute as pc
+
+    pattern = plain_pattern(column)
+    if pattern and pc.match_substring_regex([value.encode()], pattern)[0].as_py():
+        return True
+    return is_null(value, column, frozenset(), False) or column.accepts(classify(value))
+
+
+@pytest.mark.parametrize("kind", sorted(COLUMNS))
+@pytest.mark.parametrize("value", VALUES)
+def test_a_batch_fails_exactly_when_one_of_its_values_would(kind, value):
+    column = COLUMNS[kind]
+    plain = {"integer": "5", "decimal": "5.25", "narrow decimal": "5.25", "double": "5.5"}.get(kind, "2020-01-01")
+    if kind == "timestamp":
+        plain = "2020-01-01 00:00:00"
+    values = [plain] * 50 + [value] + [plain] * 50
+    problem = _misfit(column, values)
+    assert (problem is None) == _fits(column, value), (kind, value, problem)
+
+
+def test_a_clean_batch_passes():
+    assert _misfit(COLUMNS["integer"], ["1", "", "-3", "0"] * 100) is None
