@@ -36,6 +36,7 @@ class Target:
     nulls_in_text: bool = False
     nullish: tuple[frozenset[str], ...] = ()  # per column, the stand-ins for nothing its sample held
     lean: bool = False  # load trusting the sample: columns it saw no nulls in go in unguarded, checked after
+    checked: bool = False  # a verifier (verify.py) proves beside the load that every typed value keeps its form
 
     @property
     def text_columns(self) -> list[str]:

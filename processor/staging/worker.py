@@ -417,7 +417,8 @@ def _bulk(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome:
             watch = Watch(task.read_format, writer.bends(target), writer.TOOL)
             reader.tees = [watch.feed, *([verifier.feed] if verifier else [])]
             try:
-                rows = writer.bulk(conn, target, reader, task.read_format)
+                checked = dataclasses.replace(target, checked=True) if verifier else target
+                rows = writer.bulk(conn, checked, reader, task.read_format)
                 reader.drain()
                 watch.finish()
             except Exception as exc:
