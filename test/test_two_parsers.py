@@ -18,6 +18,8 @@ from processor.staging import profile, worker
 
 HEAD = 4096  # the profile's head, small here so that small files have a part beyond it
 ASCII_ROWS = b"".join(b"%d,name %d\n" % (i, i) for i in range(1, 1001))  # 14 KB: beyond the head
+TYPED_ROWS = b"".join(b"%d,%d\n" % (i, i) for i in range(1, 51))
+TYPED = {"infer_types": True, "sample_rows": 10}  # integers, from a sample that misses the last rows
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,25 @@ CASES = [
     Case("trailing_delimiter", b"c0,c1\n1,2,\n3,4\n", [("3", "4")], (2,), "expected 2 fields, found 3"),
     Case("trailing_delimiter_at_the_end", b"c0\na\nb,", [("a",)], (3,), "expected 1 fields, found 2"),
     Case("extra_null_field", b"c0,c1\n1,NULL\n2,x,NULL\n", [("1", "NULL")], (3,), "found 3"),
+    # the same in typed columns, after the sample: the value check beside the load finds the row
+    Case(
+        "typed_trailing_delimiter_after_the_sample",
+        b"id,n\n" + TYPED_ROWS + b"51,7,\n52,8\n",
+        [("52", "8")],
+        (52,),
+        "expected 2 fields, found 3",
+        TYPED,
+        more_rows=50,
+    ),
+    Case(
+        "typed_short_row_after_the_sample",
+        b"id,t,n\n" + TYPED_ROWS.replace(b",", b",x,") + b"51,7\n52,y,8\n",
+        [("52", "y", "8")],
+        (52,),
+        "expected 3 fields, found 2",
+        TYPED,
+        more_rows=50,
+    ),
     # blank lines are not rows, one column or more
     Case("blank_line_one_column", b"v\na\n\nb\n", [("a",), ("b",)]),
     Case("blank_line_one_column_crlf", b"v\r\na\r\n\r\nb\r\n\r\n", [("a",), ("b",)]),

@@ -85,3 +85,12 @@ def test_a_batch_fails_exactly_when_one_of_its_values_would(kind, value):
 
 def test_a_clean_batch_passes():
     assert _misfit(COLUMNS["integer"], ["1", "", "-3", "0"] * 100) is None
+
+
+def test_a_row_of_another_width_fails_the_check():
+    target = Target("t", "f.csv", ("id", "v"), (ColumnType("integer", 19, 0), ColumnType("integer", 19, 0)))
+    fmt = CsvFormat("utf-8", ",", "\n", header=True)
+    for tail, found in ((b"9,9,\n", 3), (b"9\n", 1)):
+        with verifying(target, fmt) as verifier:
+            verifier.feed(b"id,v\n" + b"1,2\n" * 100 + tail + b"3,4\n")
+            assert verifier.finish() == f"a row has {found} fields, not 2"

@@ -196,9 +196,14 @@ def _load_sql(conn: Connection, target: Target, fmt: CsvFormat, charset: str) ->
     # variables of its missing fields NULL, also without the warning MySQL gives for a missing
     # column. Either way this CAST warns instead (so does an unquoted NULL word in the last
     # column, or as the extra field, which the feeder watches for; the careful path sorts it out).
+    # The value check beside the load fails such a row itself: then no per-row test is needed (it costs
+    # about 4 % of the server's CPU).
     wrong = ["@extra IS NOT NULL", *([f"{fields[-1]} IS NULL"] if fields[-1].startswith("@") else [])]
     source = f"IF({' OR '.join(wrong)}, CAST('processor: a row has the wrong number of fields' AS DATE), %s)"
-    fields.append("@extra")
+    if target.checked:
+        source = "%s"
+    else:
+        fields.append("@extra")
     assignments.append(f"{quote(SOURCE_COLUMN)} = {source}")
     params.append(target.path)
     sql = (
