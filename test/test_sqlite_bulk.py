@@ -71,7 +71,9 @@ def test_lean_takes_as_they_are_only_checked_columns_whose_sample_held_no_null()
 
 def test_a_lean_double_keeps_its_guard_against_rounding():
     target = _target([(), (), (), (), ()])
-    assert sqlite._value(2, target, "double", bare=True) == "CASE WHEN length(?2) > 17 THEN CAST(?2 AS BLOB) ELSE ?2 END"
+    assert (
+        sqlite._value(2, target, "double", bare=True) == "CASE WHEN length(?2) > 17 THEN CAST(?2 AS BLOB) ELSE ?2 END"
+    )
     assert sqlite._value(1, target, "integer", bare=True) == "?1"
     assert sqlite._value(1, target, "integer") == "NULLIF(?1, '')"
 
