@@ -7,7 +7,8 @@ got numbers (SQLite would otherwise keep `N/A` as text in an INTEGER column).
 The first attempt is lean: a number, date or timestamp column whose sample held no empty field
 or marker goes in as the field is (`?`, no SQL around it). A null the sample missed then shows:
 as text in a numeric column, which the check after the insert finds, or as a field that is no
-date, which the date check finds; and the file is loaded again with every field guarded.
+date, which the date check finds; and the file is loaded again with every field guarded. A wrong
+guess costs one more pass over the file (a number's only after the insert, a date's as it streams), logged.
 """
 
 from __future__ import annotations
