@@ -15,8 +15,6 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from .db import first_line
 from .redact import clean_tree
 
@@ -70,6 +68,8 @@ def shown(url: str) -> str:
 
 def send(url: str, payload: dict[str, Any]) -> bool:
     """POST the payload as JSON; logs and returns False when it cannot be delivered (never raises)."""
+    import requests  # here: a run that notifies nobody never loads it (~5 MB)
+
     shown_url = shown(url)
     problem = ""
     for attempt in range(ATTEMPTS):

@@ -22,7 +22,6 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
-import pymysql
 from sqlalchemy.engine import Connection
 
 from ..db import refusal_kind
@@ -76,6 +75,8 @@ def begin(conn: Connection, target: Target) -> None:
 
 def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int:
     """LOAD DATA the file's bytes; returns rows loaded; raises DataProblem or Disconnected."""
+    import pymysql  # here, not at the top: a run on another database never loads it (~10 MB a process)
+
     charset = _ENCODINGS.get(codecs.lookup(fmt.encoding).name)
     sql, params = _load_sql(conn, target, fmt, charset or "utf8mb4")
     # Lean, an unquoted NULL anywhere is lost; guarded, one that ends a line (the last field's,
@@ -250,6 +251,8 @@ def _raise_on_warnings(cursor) -> None:
 
 @contextlib.contextmanager
 def _driver_errors() -> Iterator[None]:
+    import pymysql
+
     try:
         yield
     except (pymysql.err.DataError, pymysql.err.IntegrityError, pymysql.err.InternalError, UnicodeError) as exc:
