@@ -66,6 +66,9 @@ def _worker_init(
     from .feedback import configure_logging
 
     os.environ.update(environment)
+    # A worker runs only processor's tasks, and none uses numpy: without it pyarrow (the value verifier)
+    # loads ~15 MB less in each worker (it imports numpy only when it can).
+    sys.modules.setdefault("numpy", None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
     configure_logging(logging.getLevelName(level), secrets, log_format, "load")
