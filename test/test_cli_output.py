@@ -90,6 +90,24 @@ def test_a_file_meter_counts_each_byte_once_up_to_the_file_size():
         meter.install(None)
 
 
+def test_a_file_meter_takes_the_shared_lock_once_a_step_not_once_a_read():
+    counter = _Counter()
+    meter.install(counter)
+    size = 10 * meter.STEP + 123
+    try:
+        with meter.loading(size) as metered:
+            for _ in range(size // 8192 + 1):  # a driver reading 8 KB at a time
+                metered.add(8192)
+            assert counter.value == size
+        # ten whole steps, the rest at the file's end, and the release: not the 1,281 reads
+        taken = counter.seen[1:]  # the first is the value the counter started with
+        assert (
+            len(taken) == 12 and taken[:3] == [meter.STEP, 2 * meter.STEP, 3 * meter.STEP] and taken[-2:] == [size, 0]
+        )
+    finally:
+        meter.install(None)
+
+
 def test_loading_a_file_moves_the_meter_through_its_bytes(tmp_path, make_settings):
     counter = _Counter()
     src = write_csv(tmp_path / "src" / "big.csv", ["id", "name"], [[i, f"name {i}"] for i in range(20000)]).parent
