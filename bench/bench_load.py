@@ -3,12 +3,16 @@
     .venv/bin/pip install -r bench/requirements.txt
     .venv/bin/python bench/bench_load.py                 # 500k rows x 22 columns, 3 repeats
     .venv/bin/python bench/bench_load.py --rows 100000 --repeat 1 --skip-big
+    .venv/bin/python bench/bench_load.py --big-only --big-gb 1.46    # one big file: time, peak RSS and PSS
 
 Needs `psql`, `mysql` and `sqlite3` on the PATH and the servers of BENCH_POSTGRES_URL /
 BENCH_MYSQL_URL (default: the local test servers). Each number is the median of the repeats;
 the processor side runs `python index.py load` as a user would (interpreter start-up,
 inference, ledger and lineage included), and `*_library` rows run the same load through
 `processor.load_folder` in the benchmark's own process (everything but start-up). Results go to stdout as a Markdown table and to bench/out/load.json.
+The big file (`widecsv.py`'s file repeated to about --big-gb GiB) loads with LOAD_WORKERS=2; its peak memory is
+the process tree's, sampled every 50 ms: RSS (a page shared by several processes counted in each) and PSS (shared
+pages divided among them: what the tree really holds).
 """
 
 from __future__ import annotations
