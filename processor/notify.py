@@ -68,7 +68,7 @@ def shown(url: str) -> str:
 
 def send(url: str, payload: dict[str, Any]) -> bool:
     """POST the payload as JSON; logs and returns False when it cannot be delivered (never raises)."""
-    import requests  # here: a run that notifies nobody never loads it (~5 MB)
+    import requests  # here: a load that notifies nobody need not import it
 
     shown_url = shown(url)
     problem = ""
