@@ -30,8 +30,11 @@ from .files import CsvFormat
 from .rows import short
 from .target import Target
 
-_BLOCK = 1 << 20
-_QUEUED_CHUNKS = 16
+# Bytes per hand-over and per parse. pyarrow's CSV stream reads up to 32 blocks ahead of the batch it
+# parses, on a thread of its own: with 1 MB blocks that held ~50 MB per worker. Blocks are views of the
+# bytes the loader read (no copy), so the queue and the read-ahead pin only a few of its reads.
+_BLOCK = 1 << 18
+_QUEUED_CHUNKS = 4
 _WAIT = 0.1
 _LINE_END = re.compile(b"\n")
 
@@ -77,8 +80,8 @@ class Verifier:
         self.problem: str | None = None
         self._wrong_row: str | None = None  # the first row of another width than the header's
         self._checks, self._width, self._format, self._null_values = checks, width, fmt, null_values
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(_QUEUED_CHUNKS)
-        self._pending: list[bytes] = []
+        self._chunks: queue.Queue[memoryview | None] = queue.Queue(_QUEUED_CHUNKS)
+        self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="value-verifier", daemon=True)
@@ -95,14 +98,16 @@ class Verifier:
             self._pending_size += len(data)
             if self._pending_size < _BLOCK:
                 return
-        block = b"".join(self._pending)
-        self._pending, self._pending_size = [], 0
-        if block:
-            self._put(block)
+        block = memoryview(b"".join(self._pending))  # one read of a MB or more: itself, not a copy
+        # Whole blocks only until the end: a row may straddle one block boundary, not a short block.
+        whole = len(block) if data is None else len(block) - len(block) % _BLOCK
+        for start in range(0, whole, _BLOCK):
+            self._put(block[start : start + _BLOCK])
+        self._pending, self._pending_size = ([block[whole:]] if whole < len(block) else []), len(block) - whole
         if data is None:
             self._put(None)
 
-    def _put(self, item: bytes | None) -> None:
+    def _put(self, item: memoryview | None) -> None:
         while not self._done.is_set():
             with contextlib.suppress(queue.Full):
                 self._chunks.put(item, timeout=_WAIT)
@@ -125,6 +130,8 @@ class Verifier:
     def _verify(self) -> str | None:
         import pyarrow as pa  # imported here: only workers that verify pay for it
         import pyarrow.csv as pa_csv
+
+        _use_returning_pool(pa)
 
         fmt = self._format
         read = pa_csv.ReadOptions(
@@ -174,6 +181,24 @@ class Verifier:
         return "skip"
 
 
+def _use_returning_pool(pa) -> None:
+    """Make pyarrow allocate from jemalloc, handing freed pages back to the system within 100 ms. Its
+    default (mimalloc) kept ~20 MB per worker that the verifier no longer used; parsing takes a few MB."""
+    global _POOL_SET
+    if _POOL_SET:
+        return
+    _POOL_SET = True
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(100)
+    except NotImplementedError:  # a pyarrow built without jemalloc: its default pool
+        return
+    pa.set_memory_pool(pool)
+
+
+_POOL_SET = False
+
+
 def _first_misfit(values, check: _Check, null_values: frozenset[str]) -> str | None:
     """The first value of a batch's field that its column would not give back as written."""
     import pyarrow.compute as pc
@@ -214,25 +239,31 @@ def _all_plain(values, lines: str) -> bool:
 
 
 class _QueueReader(io.RawIOBase):
-    """A read-only stream over the chunks a verifier is fed (None ends it)."""
+    """A read-only stream over the chunks a verifier is fed (None ends them): a read returns at most the rest
+    of one chunk, as a view of it (a short read, which a stream reader follows with another)."""
 
-    def __init__(self, chunks: queue.Queue[bytes | None]):
+    def __init__(self, chunks: queue.Queue[memoryview | None]):
         super().__init__()
-        self._chunks, self._left, self._ended = chunks, b"", False
+        self._chunks, self._left, self._ended = chunks, memoryview(b""), False
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
-        parts, have = [self._left], len(self._left)
-        while (size < 0 or have < size) and not self._ended:
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._ended = True
-                break
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)
-        cut = len(data) if size < 0 else size
-        self._left = data[cut:]
-        return data[:cut]
+    def read(self, size: int = -1) -> bytes | memoryview:
+        if size is None or size < 0:
+            parts = [bytes(self._left)]
+            while (chunk := self._next()) is not None:
+                parts.append(bytes(chunk))
+            self._left = memoryview(b"")
+            return b"".join(parts)
+        if not self._left:
+            self._left = self._next() or memoryview(b"")
+        data, self._left = self._left[:size], self._left[size:]
+        return data
+
+    def _next(self) -> memoryview | None:
+        if self._ended:
+            return None
+        chunk = self._chunks.get()
+        self._ended = chunk is None
+        return chunk

@@ -32,6 +32,7 @@ from ..db import describe_db_error, dialect_family, engine_for, first_line, refu
 from ..find import SourceFile
 from ..find.presence import VANISHED, vanished
 from ..ledger import Reject
+from ..parallel import WorkerStopped, stopped_by
 from ..redact import redact
 from ..schema import ColumnType, column_names, rewrites_values
 from . import mysql, postgres, sqlite
@@ -264,6 +265,8 @@ def _load_with_retries(engine: Engine, task: LoadTask, result: FileResult) -> _O
         try:
             return _load(engine, task, result.changes)
         except (Disconnected, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if stopped_by() is not None:  # the stop, seen through the driver: unwind, never retry
+                raise WorkerStopped(stopped_by()) from None
             if refusal_kind(exc):  # a privilege or a limit: no retry changes it
                 raise _Failed(refused(exc, task.table, len(task.table_columns))) from None
             if attempt == retries:
