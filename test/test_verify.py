@@ -115,3 +115,13 @@ def test_the_check_does_not_import_pandas():
         "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+
+
+@pytest.mark.parametrize("at", [1, 8191, 8192, 8193, 29_999])
+def test_a_misfit_is_found_wherever_batches_are_joined(at):
+    """Batches of a 256 KB block are checked a few together: a value anywhere among them is found."""
+    values = [str(i + 1) for i in range(30_000)]
+    values[at] = "007"
+    assert "'007'" in _misfit(COLUMNS["integer"], values)
+    values[at] = str(at + 1)
+    assert _misfit(COLUMNS["integer"], values) is None

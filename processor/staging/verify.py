@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import queue
 import re
 import struct
@@ -35,6 +36,7 @@ from .target import Target
 # bytes the loader read (no copy), so the queue and the read-ahead pin only a few of its reads.
 _BLOCK = 1 << 18
 _QUEUED_CHUNKS = 4
+_CHECK_ROWS = 8192  # rows checked at once (batches joined up to it)
 _WAIT = 0.1
 _LINE_END = re.compile(b"\n")
 
@@ -163,13 +165,23 @@ class Verifier:
             if "Empty CSV file" in str(exc):
                 return None
             raise
-        for batch in batches:
+        # Checked a few batches at a time: each check costs a few calls per batch, and a 256 KB block
+        # holds only ~1,600 rows of a wide file.
+        held: list = []
+        for batch in itertools.chain(batches, [None]):
             if self._wrong_row is not None:
                 return self._wrong_row
-            for check in self._checks:
-                problem = _first_misfit(batch.column(check.field), check, self._null_values)
+            if batch is not None:
+                held.append(batch)
+                if sum(b.num_rows for b in held) < _CHECK_ROWS:
+                    continue
+            for check in self._checks if held else ():
+                columns = [b.column(check.field) for b in held]
+                values = columns[0] if len(columns) == 1 else pa.concat_arrays(columns)
+                problem = _first_misfit(values, check, self._null_values)
                 if problem:
                     return problem
+            held = []
         return self._wrong_row
 
     def _wrong_width(self, row) -> str:
