@@ -119,6 +119,7 @@ def display_url(url: URL | str) -> str:
             return "(a database URL that cannot be read)"
     if ambiguous(url):
         return f"{url.drivername}://(a URL whose host cannot be told from its password)"
+    url = _as_written(url)
     shown = url.set(query={}).render_as_string(hide_password=True)
     pairs = [(key, value) for key, values in url.query.items() for value in _values(values)]
     if not pairs:
@@ -126,6 +127,15 @@ def display_url(url: URL | str) -> str:
     return (
         shown + "?" + "&".join(f"{key}={MASK if _SECRET_QUERY.search(key) else quote(value)}" for key, value in pairs)
     )
+
+
+def _as_written(url: URL) -> URL:
+    """The URL without what `normalise_url` adds (our driver, MySQL's utf8mb4), so messages show the user's form."""
+    if url.drivername in ("postgresql+psycopg2", "mysql+pymysql", "mariadb+pymysql"):
+        url = url.set(drivername=url.drivername.split("+")[0])
+        if url.query.get("charset") == "utf8mb4":
+            url = url.difference_update_query(["charset"])
+    return url
 
 
 def _values(value: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -259,9 +269,16 @@ def check_connection(engine: Engine) -> None:
 
 def describe_db_error(exc: BaseException, url: URL | None = None) -> str:
     """The first line of a driver error, without SQL parameters or passwords."""
-    text = first_line(getattr(exc, "orig", None) or exc)
+    orig = getattr(exc, "orig", None) or exc
+    text = first_line(orig)
+    if getattr(orig, "pgcode", None) == _NO_SCHEMA:
+        text += f" (no schema of the search path exists: {_NO_SCHEMA_FIX})"
     secrets = url_secrets(url.render_as_string(hide_password=False)) if url is not None else []
     return redact(text, secrets)
+
+
+_NO_SCHEMA = "3F000"  # PostgreSQL's invalid_schema_name: `-csearch_path=` names a schema that is not there
+_NO_SCHEMA_FIX = "create it (CREATE SCHEMA ...) or correct options=-csearch_path in DEST_SQL"
 
 
 PRIVILEGE, WIDTH = "privilege", "width"

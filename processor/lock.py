@@ -83,6 +83,12 @@ class destination_lock:
             self._wait()
             me = Holder.me()
             self._lock.announce(me)
+        except sa.exc.DBAPIError as exc:  # no schema to create the holders' table in, or no right to
+            self._lock.close()
+            raise DatabaseError(
+                f"cannot record this run's lock at {display_url(self.engine.url)}: "
+                f"{describe_db_error(exc, self.engine.url)}; the user needs CREATE on the schema (or database)"
+            ) from None
         except BaseException:
             self._lock.close()
             raise

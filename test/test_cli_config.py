@@ -134,7 +134,8 @@ def test_the_first_lines_and_the_summary_name_source_and_destination(tmp_path, r
         url, shown = "sqlite:///target.db", f"sqlite:///target.db (file {tmp_path / 'target.db'})"
     else:
         url = _with_password(request.getfixturevalue("postgres_url"), "pa55word")
-        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        # shown as a user writes it: the driver processor pins (psycopg2) is left out
+        shown = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
     done = run_index(tmp_path, "load", env={"SRC_DATA_FOLDER": str(src), "DEST_SQL": url, "LOAD_WORKERS": "1"})
     assert done.returncode == 0, done.stderr
     first = [line.split(" ", 2)[2].strip() for line in done.stderr.splitlines()[:2]]
@@ -191,3 +192,15 @@ def test_a_notify_url_secret_never_reaches_the_logs(tmp_path):
     assert "s3cr3tt0k3n" not in done.stdout + done.stderr
     with sqlite3.connect(tmp_path / "x.db") as db:
         assert db.execute("SELECT exit_code FROM _processor_runs").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize("step", ["load", "transform"])
+def test_a_search_path_naming_no_schema_is_one_line_and_exit_4(tmp_path, postgres_url, step):
+    src = write_csv(tmp_path / "src" / "certificates.csv", ["id", "name"], [[1, "a"]]).parent
+    url = sa.engine.make_url(postgres_url).update_query_dict({"options": "-csearch_path=no_such_schema_here"})
+    env = {"SRC_DATA_FOLDER": str(src), "DEST_SQL": url.render_as_string(hide_password=False), "LOAD_WORKERS": "1"}
+    done = run_index(tmp_path, step, env=env)
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "CREATE SCHEMA" in done.stderr and "options=-csearch_path" in done.stderr
+    assert "psycopg2" not in done.stderr  # the URL as the user writes it
