@@ -201,6 +201,16 @@ def test_a_dataframe_is_required(tmp_path):
         load_frame(pd.DataFrame(), "t", f"sqlite:///{tmp_path / 'x.db'}")
 
 
+@pytest.mark.parametrize(
+    ("table", "said"), [("Bad-Name", "would be stored as 'bad_name'"), ("other.schema_t", "schema-qualified")]
+)
+def test_a_table_name_is_the_table_or_refused_never_renamed(tmp_path, table, said):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with pytest.raises(ConfigError, match=said):
+        load_frame(pd.DataFrame({"a": [1]}), table, url)
+    assert not (tmp_path / "x.db").exists() or sa.inspect(sa.create_engine(url)).get_table_names() == []
+
+
 def test_to_sql_is_not_the_path(db_url, engine_of, monkeypatch):
     """The rows go through the dialect's bulk writer (COPY, LOAD DATA, executemany), not DataFrame.to_sql."""
     monkeypatch.setattr(pd.DataFrame, "to_sql", lambda *a, **k: pytest.fail("to_sql was called"))
