@@ -69,6 +69,17 @@ def test_a_second_folder_never_removes_the_rows_of_the_first(tmp_path, db_url, e
     assert energy_by_lineage(engine) == [(north_file, "n3", "D"), (south_file, "s1", "C")]
 
 
+def test_a_file_routed_to_another_table_moves_there_and_says_so(tmp_path, db_url, engine_of):
+    folder = write_csv(tmp_path / "north" / "certificates.csv", HEADER, [["n1", "A"], ["n2", "B"]]).parent
+    assert run_index(tmp_path, "load", env=env_for(folder, db_url, DEST_TABLE="first")).returncode == 0
+    done = run_index(tmp_path, "load", env=env_for(folder, db_url, DEST_TABLE="second"))
+    assert done.returncode == 0 and "1 loaded" in done.stdout, done.stderr
+    assert "certificates.csv (first -> second)" in done.stderr and "their rows move" in done.stderr
+    engine = engine_of(db_url)
+    assert count(engine, "first") == 0 and count(engine, "second") == 2  # in one table, never in both or none
+    assert [row[3] for row in ledger_of(engine)] == ["loaded"]
+
+
 def test_source_name_follows_a_dump_that_moves_and_gone_files_are_removed_only_when_asked(tmp_path, db_url, engine_of):
     q1, q2 = tmp_path / "2024-q1", tmp_path / "2024-q2"
     write_csv(q1 / "certificates.csv", HEADER, [["a", "A"], ["b", "B"]])

@@ -463,6 +463,7 @@ def _load_tasks(
     tasks: list[LoadTask] = []
     assembler = Assembler(engine, settings.max_errors)
     per_table = Counter(item.table for item in ready)
+    moved: list[str] = []
     for item in ready:
         entry = entries.get(ledger.key_of(item.source))
         # Whenever the ledger knows the file, rows of an earlier version or attempt may be in its table.
@@ -483,6 +484,8 @@ def _load_tasks(
             folded=tuple(c for c in profile.columns if c not in plans[item.table].columns),
             alone=per_table[item.table] == 1 and item.split is None,
         )
+        if previous and previous != item.table and entry.status == ledger.LOADED and entry.rows_loaded:
+            moved.append(f"{item.source.path} ({previous} -> {item.table})")
         if item.split is None:
             tasks.append(task)
             continue
@@ -490,6 +493,13 @@ def _load_tasks(
         assembler.expect(pieces)
         tasks += pieces
         log.info("%s: %d ranges for %d workers", item.source.path, len(pieces), settings.load_workers)
+    if moved:
+        log.warning(
+            "%d file(s) loaded before into another table now route to a new one (DEST_TABLE or a *_TABLE changed): "
+            "their rows move, leaving the old table: %s",
+            len(moved),
+            ", ".join(moved[:10]) + (f" and {len(moved) - 10} more" if len(moved) > 10 else ""),
+        )
     return sorted(tasks, key=_task_size, reverse=True), assembler
 
 
