@@ -7,6 +7,7 @@ import shutil
 import textwrap
 
 from .config import OPTIONS, Option
+from .container import CONTAINER_ENV
 from .errors import EXIT_CODES
 
 MAX_WIDTH = 100
@@ -56,6 +57,13 @@ def _option_text(option: Option) -> str:
     return f"{option.help} [default: {default}]"
 
 
+_CONTAINER = (
+    CONTAINER_ENV,
+    "1: the command runs in a container, so a SQLite file outside any volume draws a warning that it is "
+    "lost with the container [default: unset; 1 in the image]",
+)
+
+
 def epilog(columns: int | None = None) -> str:
     """Everything after the usage line and the options."""
     columns = columns or width()
@@ -63,6 +71,6 @@ def epilog(columns: int | None = None) -> str:
         ["steps:", *_entries(list(STEPS), columns, 11)],
         ["configuration:", *textwrap.wrap(CONFIGURATION, columns, initial_indent="  ", subsequent_indent="  ")],
         ["exit codes:", *_entries([(str(code), text) for code, text in EXIT_CODES], columns, 3)],
-        ["environment variables:", *_entries([(o.env, _option_text(o)) for o in OPTIONS], columns, 26)],
+        ["environment variables:", *_entries([*((o.env, _option_text(o)) for o in OPTIONS), _CONTAINER], columns, 26)],
     ]
     return "\n\n".join("\n".join(section) for section in sections)

@@ -1,5 +1,6 @@
 """index.py as users run it: a bare run on the bundled sample, --help, and clear errors with exit codes."""
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def test_help_lists_every_variable_with_its_default(tmp_path):
     for option in OPTIONS:
         assert option.env in done.stdout
     assert "default:" in done.stdout
+    # and every variable the README's table documents, those read outside Settings too
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", readme, re.MULTILINE)
+    assert len(table) > len(OPTIONS) // 2 and [v for v in table if v not in done.stdout] == []
 
 
 def test_env_file_is_read_and_real_environment_wins(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -117,6 +118,24 @@ def test_a_429_without_any_header_waits_one_window_then_stops(client_for, monkey
         client.get("/api/v2/persons")
     assert time.monotonic() - started >= 0.2
     assert [r.status for r in fake.requests()] == [429, 429]
+
+
+def test_a_pipedrive_that_cannot_be_reached_stops_the_sync_in_one_line(make_settings):
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = make_settings(
+        pipedrive_api_key=TOKEN, pipedrive_base_url=f"http://127.0.0.1:{port}", pipedrive_max_retries=2
+    )
+    client = PipedriveClient(settings, policy=FAST)
+    tried = []
+    with pytest.raises(SyncStopped) as stopped:
+        client.post("/api/v2/persons", {"name": "x"}, recover=lambda: tried.append(1))
+    client.close()
+    message = str(stopped.value)
+    assert f"cannot be reached at http://127.0.0.1:{port}" in message and "Connection refused" in message
+    assert "3 tries" in message and "HTTPConnectionPool" not in message and TOKEN not in message
+    assert tried == []  # nothing was sent, so nothing is looked for
 
 
 @pytest.fixture

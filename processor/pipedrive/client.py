@@ -10,6 +10,8 @@
            5xx, 524, network bounded exponential backoff with jitter; a POST first asks `recover`
                              whether the lost attempt was committed (again one timeout later when
                              the server may still be working), and returns that record if so
+           no connection     the same backoff; once spent, SyncStopped: Pipedrive (or the base URL)
+                             cannot be reached, so no other record would get through either
            401, 403 HTML     SyncStopped: bad token, or the abuse block (never retried)
            other 4xx         SyncError with Pipedrive's message, for this entity only
 
@@ -33,6 +35,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 
 from ..config import Settings
 from ..errors import SyncError, SyncStopped
@@ -206,9 +209,10 @@ class _Transient(Exception):
     timeout, a dropped connection or a gateway error (502, 504, 524) it may still be working.
     """
 
-    def __init__(self, message: str, *, settled: bool):
+    def __init__(self, message: str, *, settled: bool, unreachable: bool = False):
         super().__init__(message)
         self.settled = settled
+        self.unreachable = unreachable  # no connection was made: nothing was sent
         self.at = time.monotonic()
 
 
@@ -321,12 +325,17 @@ class PipedriveClient:
                 delay,
             )
             time.sleep(delay)
-        if recover is not None:
+        if recover is not None and not exc.unreachable:  # a request that never connected committed nothing
             found = recover() or (None if exc.settled else self._recover_when_settled(exc, recover))
             if found is not None:
                 log.info("%s %s was committed before its answer was lost; not sending it again", method, path)
                 return {"success": True, "data": found}
         if failures > self.max_retries:
+            if exc.unreachable:
+                raise SyncStopped(
+                    f"Pipedrive cannot be reached at {self.base_url} ({exc}; {failures} tries): check "
+                    "PIPEDRIVE_BASE_URL and the network, then run again"
+                )
             raise SyncError(f"{method} {path} failed {failures} times; last: {exc}", retryable=True)
         return None
 
@@ -367,6 +376,9 @@ class PipedriveClient:
         try:
             return self._session().request(method, self.base_url + path, params=params, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
+            refused = _no_connection(exc)
+            if refused:
+                raise _Transient(redact(refused, [self._token]), settled=True, unreachable=True) from None
             raise _Transient(redact(f"{type(exc).__name__}: {exc}", [self._token]), settled=False) from None
 
     def _session(self) -> requests.Session:
@@ -449,3 +461,11 @@ def _float_header(response: requests.Response, name: str) -> float | None:
         return float(response.headers[name])
     except (KeyError, ValueError):
         return None
+
+
+def _no_connection(exc: requests.RequestException) -> str | None:
+    """Why no connection could be made (refused, no such host), in a few words; None when one was."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    if not isinstance(reason, urllib3.exceptions.NewConnectionError):  # name resolution failures included
+        return None
+    return str(reason).split("): ", 1)[-1]
