@@ -219,8 +219,8 @@ def test_a_file_rewritten_while_it_loads_fails_alone_then_loads_whole(
 def test_the_parent_killed_alone_then_an_immediate_rerun_loads_each_file_once(tmp_path, db_url, engine_of):
     src = tmp_path / "src"
     expected = {}
-    for number in range(5):
-        ids = range(number * 100_000, number * 100_000 + 20_000)
+    for number in range(5):  # one file long enough that the others are loaded while it still loads
+        ids = range(number * 1_000_000, number * 1_000_000 + (300_000 if number == 0 else 20_000))
         write_csv(src / f"part-{number}.csv", ["id", "note"], ([i, f"row {i}, of {number}"] for i in ids))
         expected[f"part-{number}.csv"] = (len(ids), sum(ids))
     (tmp_path / "tmp").mkdir()
