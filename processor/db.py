@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import parse_qsl, quote, unquote
@@ -200,7 +202,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # Let SQLAlchemy's transactions be real SQLite transactions (DDL and savepoints included).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Two processes opening a new file at once: switching it to WAL needs it alone for a moment, and
+    # SQLite answers "locked" at once there, without its busy wait; so wait here, as the busy wait would.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

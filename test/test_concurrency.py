@@ -240,3 +240,31 @@ def test_two_library_loads_that_bypass_the_lock_never_load_a_file_twice(tmp_path
 )
 def test_a_load_steps_back_only_for_the_same_content_committed_by_another_run(claim, skip):
     assert claim.loaded_by_another("parts", "sha256:a", "run-2") is skip
+
+
+def _open_at(path: str, start: float) -> str:
+    """Open a SQLite file at `start` (spinning for the last moment, so that several open within microseconds)."""
+    from processor.db import check_connection, create_engine
+
+    engine = create_engine(f"sqlite:///{path}")
+    while time.time() < start:
+        pass
+    try:
+        check_connection(engine)
+        return "ok"
+    except Exception as exc:
+        return str(exc)
+    finally:
+        engine.dispose()
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_in(tmp_path):
+    # The first to open a new file switches it to WAL; SQLite answered the others "database is locked"
+    # at once (no busy wait there), which failed a load that merely started beside another.
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        for attempt in range(40):
+            start = time.time() + 0.2
+            opened = pool.starmap(_open_at, [(str(tmp_path / f"new-{attempt}.db"), start)] * 4)
+            assert opened == ["ok"] * 4
