@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import ledger_rows, read_table, run_load, write_csv
+from helpers import index_env, ledger_rows, read_table, run_load, start_index, wait_until, write_csv
 
 from processor.db import dialect_family
 
@@ -42,36 +42,8 @@ def staged(engine: sa.Engine, table: str = "parts") -> dict[str, tuple[int, int]
 
 
 def start_run(folder: Path, url: str, **env) -> subprocess.Popen:
-    variables = {
-        "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(ROOT),
-        "SRC_DATA_FOLDER": str(folder),
-        "DEST_SQL": url,
-        "DEST_TABLE": "parts",
-        "LOAD_WORKERS": "2",
-        "PROGRESS": "0",
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "index.py"), "load"],
-        env=variables,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except sa.exc.SQLAlchemyError:
-            pass  # the ledger table may not exist yet
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """`python index.py load` of `folder` into one table on two workers, in a session of its own."""
+    return start_index("load", index_env(folder, url, **{"DEST_TABLE": "parts", "LOAD_WORKERS": "2", **env}))
 
 
 def statuses(engine: sa.Engine) -> dict[str, str]:
@@ -88,7 +60,7 @@ def test_kill_9_mid_load_then_rerun_equals_a_clean_run(tmp_path, db_url, engine_
     expected = write_files(tmp_path / "src", files=8)
     engine = engine_of(db_url)
     run = start_run(tmp_path / "src", db_url)
-    wait_for(lambda: loading_after_one_loaded(engine), what="a file loaded while another loads")
+    wait_until(lambda: loading_after_one_loaded(engine), what="a file loaded while another loads")
     os.killpg(run.pid, signal.SIGKILL)
     run.wait(timeout=30)
     assert run.returncode == -signal.SIGKILL
@@ -109,13 +81,13 @@ def test_stopping_rolls_back_in_flight_files_and_the_ledger_shows_what_finished(
     expected = write_files(tmp_path / "src", files=8)
     engine = engine_of(postgres_url)
     run = start_run(tmp_path / "src", postgres_url)
-    wait_for(lambda: loading_after_one_loaded(engine), what="a file loaded while another loads")
+    wait_until(lambda: loading_after_one_loaded(engine), what="a file loaded while another loads")
     with engine.connect() as holder, holder.begin():
         # Hold the files in flight: once the loads that already write have committed, every other one waits
         # for this lock at its first write, so however fast the machine, the signal lands mid-run.
         holder.execute(sa.text("LOCK TABLE parts IN SHARE MODE"))
         assert list(statuses(engine).values()).count("loaded") < len(expected)
-        wait_for(lambda: "loading" in statuses(engine).values(), what="a file held in flight")
+        wait_until(lambda: "loading" in statuses(engine).values(), what="a file held in flight")
         if how.startswith("sigterm"):
             os.kill(run.pid, signal.SIGTERM)
         else:
