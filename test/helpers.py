@@ -159,3 +159,29 @@ def sample_copy(tmp_path: Path) -> Path:
     for name in ("raw_customers.csv", "raw_orders.csv", "raw_payments.csv"):
         (src / name).write_bytes((SAMPLE / name).read_bytes())
     return src
+
+
+def meddle_mid_run(monkeypatch, when: str, path: str, act) -> None:
+    """Call `act()` in the middle of a load: `when` is "after the listing" (all files listed, none opened) or
+    "after the profile" (the file at `path` was sampled, its load not yet started)."""
+    from processor.staging import loader
+
+    if when == "after the listing":
+        listing = loader.discover
+
+        def discover_then_act(*args, **kwargs):
+            found = listing(*args, **kwargs)
+            act()
+            return found
+
+        monkeypatch.setattr(loader, "discover", discover_then_act)
+    else:
+        profiling = loader.profile_source
+
+        def profile_then_act(task):
+            profiled = profiling(task)
+            if task.source.path == path:
+                act()
+            return profiled
+
+        monkeypatch.setattr(loader, "profile_source", profile_then_act)

@@ -13,14 +13,13 @@ import shutil
 import pytest
 import sqlalchemy as sa
 from conftest import SHARED_DATA
-from helpers import count, lineage, read_table, write_csv
+from helpers import count, lineage, meddle_mid_run, read_table, write_csv
 from test_cli import run_index
 
 from processor import ledger
 from processor.config import Settings
 from processor.db import create_engine, dialect_family
 from processor.schema import ColumnType
-from processor.staging import loader
 from processor.staging.files import HashingReader
 from processor.staging.loader import load
 from processor.staging.tables import table_object
@@ -250,25 +249,7 @@ def test_a_file_deleted_mid_run_is_gone_not_failed_for_ever(when, tmp_path, db_u
     src = tmp_path / "src"
     write_csv(src / "keep.csv", HEADER, [["k", "K"]])
     doomed = write_csv(src / "doomed.csv", HEADER, [["d", "D"]])
-    if when == "after the listing":
-        listing = loader.discover
-
-        def discover_then_delete(*args, **kwargs):
-            found = listing(*args, **kwargs)
-            doomed.unlink()
-            return found
-
-        monkeypatch.setattr(loader, "discover", discover_then_delete)
-    else:
-        profiling = loader.profile_source
-
-        def profile_then_delete(task):
-            profiled = profiling(task)
-            if task.source.path == "doomed.csv":
-                doomed.unlink()
-            return profiled
-
-        monkeypatch.setattr(loader, "profile_source", profile_then_delete)
+    meddle_mid_run(monkeypatch, when, "doomed.csv", doomed.unlink)
     settings = make_settings(src_data_folder=str(src), dest_sql=db_url, dest_table="certificates")
     report = load(settings)
     assert {f.path: f.status for f in report.files} == {"doomed.csv": "gone", "keep.csv": "loaded"}

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import count, lineage, read_table, write_csv
+from helpers import count, lineage, meddle_mid_run, read_table, write_csv
 from test_cli import ROOT, run_index
 
 from processor import ledger
 from processor.config import Settings
 from processor.errors import ConfigError
-from processor.staging import loader
 from processor.staging.loader import load
 
 HEADER = ["lmk_key", "energy"]
@@ -47,25 +46,7 @@ def test_a_file_swapped_for_a_symlink_out_of_the_folder_is_not_read(
     write_csv(src / "sub" / "certificates.csv", HEADER, [["in", "inside"]])
     write_csv(src / "other.csv", HEADER, [["ok", "fine"]])
     write_csv(outside / "certificates.csv", HEADER, [["out", "SECRET"]])
-    if when == "after the listing":
-        listing = loader.discover
-
-        def discover_then_swap(*args, **kwargs):
-            found = listing(*args, **kwargs)
-            swap_out(src, outside, what)
-            return found
-
-        monkeypatch.setattr(loader, "discover", discover_then_swap)
-    else:
-        profiling = loader.profile_source
-
-        def profile_then_swap(task):
-            profiled = profiling(task)
-            if task.source.path == "sub/certificates.csv":
-                swap_out(src, outside, what)
-            return profiled
-
-        monkeypatch.setattr(loader, "profile_source", profile_then_swap)
+    meddle_mid_run(monkeypatch, when, "sub/certificates.csv", lambda: swap_out(src, outside, what))
     report = load(make_settings(src_data_folder=str(src), dest_sql=db_url, dest_table="certificates"))
     results = {f.path: f for f in report.files}
     swapped = results["sub/certificates.csv"]
