@@ -484,7 +484,7 @@ def _load_tasks(
             folded=tuple(c for c in profile.columns if c not in plans[item.table].columns),
             alone=per_table[item.table] == 1 and item.split is None,
         )
-        if previous and previous != item.table and entry.status == ledger.LOADED and entry.rows_loaded:
+        if _holds_rows(entry) and previous != item.table:
             moved.append(f"{item.source.path} ({previous} -> {item.table})")
         if item.split is None:
             tasks.append(task)
@@ -506,7 +506,12 @@ def _load_tasks(
 def _replacing(ready: list[Profiled], entries: dict[str, ledger.Entry]) -> list[str]:
     """Tables holding rows of a file this run loads again because its content changed."""
     known = [entries.get(ledger.key_of(item.source)) for item in ready]
-    return sorted({e.table_name for e in known if e and e.table_name and e.status == "loaded" and e.rows_loaded})
+    return sorted({e.table_name for e in known if _holds_rows(e)})
+
+
+def _holds_rows(entry: ledger.Entry | None) -> bool:
+    """Whether the ledger says a file's rows are in a table now (a loaded file with some rows)."""
+    return bool(entry and entry.table_name and entry.status == ledger.LOADED and entry.rows_loaded)
 
 
 def _task_size(task: LoadTask) -> int:

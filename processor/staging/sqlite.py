@@ -80,7 +80,7 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
     start = cursor.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()[0]
     reader = csv_reader(text_stream(raw, fmt), fmt, strict=True)
     rows: Iterable[list[str]] = filter(None, reader)
-    bare = _unguarded(target) if target.lean else frozenset()
+    bare = _bare(target)
     dates = [i for i, t in enumerate(target.types) if t.kind == "date"]
     stamps = [i for i, t in enumerate(target.types) if t.kind == "timestamp"]
     if dates or stamps:
@@ -88,7 +88,7 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
     with _driver_errors():
         if fmt.header:
             next(reader, None)
-        cursor.executemany(_insert_sql(conn, target), rows)
+        cursor.executemany(_insert_sql(conn, target, bare), rows)
         count = cursor.rowcount
         _check_numbers(cursor, conn.dialect.identifier_preparer.quote, table, target, start)
     return count
@@ -97,7 +97,7 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
 def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> None:
     """Insert rows that were already checked (None is NULL)."""
     with _driver_errors():
-        conn.connection.driver_connection.cursor().executemany(_insert_sql(conn, target), rows)
+        conn.connection.driver_connection.cursor().executemany(_insert_sql(conn, target, _bare(target)), rows)
 
 
 def load_chunks(conn: Connection, target: Target, chunks: Iterable[Chunk]) -> int:
@@ -116,10 +116,14 @@ def load_chunks(conn: Connection, target: Target, chunks: Iterable[Chunk]) -> in
     return count
 
 
-def _insert_sql(conn: Connection, target: Target) -> str:
+def _bare(target: Target) -> frozenset[int]:
+    """The columns this load takes as they are: those `_unguarded` names when the load is lean, else none."""
+    return _unguarded(target) if target.lean else frozenset()
+
+
+def _insert_sql(conn: Connection, target: Target, bare: frozenset[int]) -> str:
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(c) for c in [*target.columns, SOURCE_COLUMN])
-    bare = _unguarded(target) if target.lean else frozenset()
     values = [_value(i + 1, target, t.kind, i in bare) for i, t in enumerate(target.types)]
     values.append(_literal(target.path))
     return f"INSERT INTO {quote(target.table)} ({columns}) VALUES ({', '.join(values)})"

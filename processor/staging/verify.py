@@ -16,6 +16,7 @@ than the header's, which the careful path rejects.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 import queue
@@ -133,7 +134,7 @@ class Verifier:
         import pyarrow as pa  # imported here: only workers that verify pay for it
         import pyarrow.csv as pa_csv
 
-        _use_returning_pool(pa)
+        _use_returning_pool()
 
         fmt = self._format
         read = pa_csv.ReadOptions(
@@ -193,22 +194,19 @@ class Verifier:
         return "skip"
 
 
-def _use_returning_pool(pa) -> None:
-    """Make pyarrow allocate from jemalloc, handing freed pages back to the system within 100 ms. Its
-    default (mimalloc) kept ~20 MB per worker that the verifier no longer used; parsing takes a few MB."""
-    global _POOL_SET
-    if _POOL_SET:
-        return
-    _POOL_SET = True
+@functools.cache
+def _use_returning_pool() -> None:
+    """Make pyarrow allocate from jemalloc, handing freed pages back to the system within 100 ms (once per
+    process). Its default (mimalloc) kept ~20 MB per worker that the verifier no longer used; parsing takes a
+    few MB."""
+    import pyarrow as pa
+
     try:
         pool = pa.jemalloc_memory_pool()
         pa.jemalloc_set_decay_ms(100)
     except NotImplementedError:  # a pyarrow built without jemalloc: its default pool
         return
     pa.set_memory_pool(pool)
-
-
-_POOL_SET = False
 
 
 def _first_misfit(values, check: _Check, null_values: frozenset[str]) -> str | None:
