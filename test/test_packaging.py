@@ -8,11 +8,13 @@ seconds and offline): a module the code imports without declaring it fails here 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -149,6 +151,9 @@ def test_the_wheel_installs_into_a_fresh_virtualenv_and_runs_a_load(tmp_path):
     done = run(["processor", "status"], work, env)
     assert done.returncode == 0 and "3 file(s): 3 loaded" in done.stdout, done.stdout + done.stderr
     assert run(["processor", "--help"], work, env).stdout.startswith("usage: processor")
+    (work / "map.yaml").write_text("deal:\n  title: title\n")  # the sync's field map, in YAML
+    done = run(["processor", "status"], work, {**env, "SYNC_FIELD_MAP": "map.yaml"})
+    assert done.returncode == 0, done.stdout + done.stderr
 
     # installed without the s3 extra: one line naming it, exit 2
     done = run(["processor", "load"], work, {**env, "SRC_DATA_FOLDER": "s3://bucket/dumps"})
@@ -158,6 +163,37 @@ def test_the_wheel_installs_into_a_fresh_virtualenv_and_runs_a_load(tmp_path):
     check = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", str(venv / "bin" / "python")]
     done = run([*check, "check"], work, {})
     assert done.returncode == 0, done.stdout  # what the wheel declares is what the pinned set provides
+
+
+def imported_modules() -> dict[str, str]:
+    """The top-level modules the package imports that are not its own nor the standard library's -> a file."""
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / "processor").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    return {name: path for name, path in found.items() if name not in sys.stdlib_module_names | {"processor"}}
+
+
+def test_every_module_the_package_imports_comes_with_the_default_install_or_its_extra():
+    """A module outside the default dependencies is imported only behind `extras.require`, which names it (numpy
+    comes with pandas, and is imported only by the pandas functions, after their check)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    installed = set(closure([Requirement(r) for r in project["dependencies"]]))
+    provided = {
+        module
+        for module, names in metadata.packages_distributions().items()
+        if any(name.lower().replace("_", "-") in installed for name in names)
+    }
+    guarded = {module for modules in extras.EXTRAS.values() for module in modules} | {"numpy"}
+    undeclared = {name: path for name, path in imported_modules().items() if name not in provided | guarded}
+    assert undeclared == {}, "imported, but the default install does not bring it, nor does an extra's check name it"
 
 
 # ---------------------------------------------------------------- extras, in this environment
