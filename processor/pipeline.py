@@ -7,6 +7,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import extras
 from .config import Settings, sample_sync_problem
 from .db import check_connection, create_engine
 from .errors import ConfigError
@@ -116,6 +117,8 @@ def run(
         if step == "all" and settings.sync_dry_run:  # a dry run plans from what is already staged and built
             report.notes.append("load and transform: skipped, SYNC_DRY_RUN=1 plans from what is already staged")
             step = "sync"
+        if step in ("all", "load"):  # a missing extra stops the run before the database is touched
+            extras.check(settings.src_data_folder, settings.executor)
         check_connection(engine)
         # One run at a time per destination, for every step that writes (raises LockTimeout, exit 7).
         held.enter_context(destination_lock(engine, settings.lock_timeout))

@@ -215,6 +215,7 @@ def test_a_missing_extra_is_one_line_naming_it_and_exit_2(tmp_path, env, module,
     assert done.returncode == 2
     assert f"pip install 'processor[{extra}]'" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # stopped before it started: no database, no lock
 
 
 def test_extras_follow_the_settings():
