@@ -27,6 +27,7 @@ def test_help_lists_steps_exit_codes_and_env_file_within_the_terminal(tmp_path, 
         assert re.search(rf"^  (\(none\), )?{step}\b", text, re.MULTILINE), step
     section = text.split("exit codes:")[1].split("environment variables:")[0]
     assert [int(m) for m in re.findall(r"^  (\d+) ", section, re.MULTILINE)] == [code for code, _ in EXIT_CODES]
+    assert "extra to install" in " ".join(section.split())  # exit 2 is also a feature whose extra is missing
     assert ".env" in text
 
 
