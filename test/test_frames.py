@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import sys
 from decimal import Decimal
 
@@ -202,12 +203,17 @@ def test_a_dataframe_is_required(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("table", "said"), [("Bad-Name", "would be stored as 'bad_name'"), ("other.schema_t", "schema-qualified")]
+    ("table", "said"),
+    [
+        ("Bad-Name", "table='Bad-Name': would be stored as 'bad_name'; set table=bad_name"),
+        ("other.schema_t", "schema-qualified"),
+    ],
 )
 def test_a_table_name_is_the_table_or_refused_never_renamed(tmp_path, table, said):
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    with pytest.raises(ConfigError, match=said):
+    with pytest.raises(ConfigError, match=re.escape(said)) as refused:
         load_frame(pd.DataFrame({"a": [1]}), table, url)
+    assert "DEST_TABLE" not in str(refused.value)  # the caller named it by the argument `table`
     assert not (tmp_path / "x.db").exists() or sa.inspect(sa.create_engine(url)).get_table_names() == []
 
 

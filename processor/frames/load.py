@@ -24,7 +24,7 @@ from ..config import DEFAULT_DEST_SQL, Settings
 from ..db import check_connection, create_engine, describe_db_error, dialect_family, writing
 from ..errors import ConfigError, LoadError
 from ..find import SourceFile
-from ..names import check_names
+from ..names import name_problems
 from ..redact import redact
 from ..schema import normalise_name
 from ..staging.plan import TablePlan, overrides_by_table, plan_table
@@ -53,7 +53,9 @@ def load_frame(frame: Any, table: str, url: str = DEFAULT_DEST_SQL, *, source: s
     if frame.shape[1] == 0:
         raise ConfigError("load_frame: the DataFrame has no columns")
     settings = Settings(dest_sql=url, dest_table=table, progress="off", **options)
-    check_names(settings)  # the table is the one named, as for DEST_TABLE: never a silent rename
+    problems = name_problems(settings)  # the table is the one named, as for DEST_TABLE: never a silent rename
+    if problems:  # worded for the caller, who named the table by the argument `table`
+        raise ConfigError("load_frame: " + "; ".join(p.replace("DEST_TABLE", "table") for p in problems))
     name = normalise_name(table) or "data"
     lineage = source or f"frame:{name}:{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
     shape = shape_of(frame)
