@@ -108,6 +108,29 @@ def test_a_bad_map_is_recorded_as_a_failed_run(tmp_path, make_settings, engine_o
     assert run["exit_code"] == 2 and "deal.stage" in run["error"] and fake.writes() == []
 
 
+def test_the_view_dates_are_dates_on_every_database(tmp_path, db_url, make_settings, engine_of, pipedrive_fake):
+    """SQLite hands a date column back as text: a date mapped to an amount must still stop before any write."""
+    fake = pipedrive_fake(token=TOKEN)
+    settings = make_settings(dest_sql=db_url, pipedrive_api_key=TOKEN, pipedrive_base_url=fake.url)
+    engine = engine_of(db_url)
+    stage(tmp_path, settings, engine)
+    bad = settings.replace(sync_field_map=parse_field_map('{"deal": {"value": "order_date"}}'))
+    with pytest.raises(ConfigError, match="deal.value: type mismatch: column order_date holds date values"):
+        run_sync(bad, engine)
+    assert fake.writes() == []
+
+    dated = settings.replace(sync_field_map=parse_field_map('{"deal": {"expected_close_date": "order_date"}}'))
+    assert run_sync(dated, engine).exit_code == 0
+    code = fake.field_code("deals", "order_id")
+    assert {d["custom_fields"][code]: d["expected_close_date"] for d in fake.deals()} == {
+        "007": "2024-01-05",
+        "7": "2024-01-06",
+        "SO-1001": "2024-01-07",
+    }
+    fake.clear_log()
+    assert run_sync(dated, engine).exit_code == 0 and fake.writes() == []
+
+
 def test_a_dry_run_loads_nothing_and_lists_every_planned_record(tmp_path, pipedrive_fake):
     fake = pipedrive_fake(token=TOKEN)
     env = {"PIPEDRIVE_API_KEY": TOKEN, "PIPEDRIVE_BASE_URL": fake.url, "LOAD_WORKERS": "1"}
