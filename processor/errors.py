@@ -20,8 +20,16 @@ from __future__ import annotations
 # Every exit code of the command line, for `--help` (the README's table says the same).
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (0, "every file loaded or was skipped as unchanged, and every deal synced"),
-    (1, "some files failed (the others loaded), or some deals failed in Pipedrive; for status: some file is not in"),
-    (2, "invalid configuration: the message names the variable, or the extra to install for a feature"),
+    (
+        1,
+        "some files failed (the others loaded), or some deals failed in Pipedrive, or SYNC_REMOVED_MAX refused "
+        "removals; for status: some file is not in",
+    ),
+    (
+        2,
+        "invalid configuration: the message names the variable (or each bad SYNC_FIELD_MAP entry), or the extra "
+        "to install for a feature",
+    ),
     (3, "the source folder, bucket or URL is missing, or no file matches SRC_FILE_NAME"),
     (4, "the database cannot be reached, or refuses the login"),
     (5, "the deals view cannot be built (a staging table or column is missing: the message says which)"),

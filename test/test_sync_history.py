@@ -108,6 +108,53 @@ def test_a_bad_map_is_recorded_as_a_failed_run(tmp_path, make_settings, engine_o
     assert run["exit_code"] == 2 and "deal.stage" in run["error"] and fake.writes() == []
 
 
+def test_the_view_dates_are_dates_on_every_database(tmp_path, db_url, make_settings, engine_of, pipedrive_fake):
+    """SQLite hands a date column back as text: a date mapped to an amount must still stop before any write."""
+    fake = pipedrive_fake(token=TOKEN)
+    settings = make_settings(dest_sql=db_url, pipedrive_api_key=TOKEN, pipedrive_base_url=fake.url)
+    engine = engine_of(db_url)
+    stage(tmp_path, settings, engine)
+    bad = settings.replace(sync_field_map=parse_field_map('{"deal": {"value": "order_date"}}'))
+    with pytest.raises(ConfigError, match="deal.value: type mismatch: column order_date holds date values"):
+        run_sync(bad, engine)
+    assert fake.writes() == []
+
+    dated = settings.replace(sync_field_map=parse_field_map('{"deal": {"expected_close_date": "order_date"}}'))
+    assert run_sync(dated, engine).exit_code == 0
+    code = fake.field_code("deals", "order_id")
+    assert {d["custom_fields"][code]: d["expected_close_date"] for d in fake.deals()} == {
+        "007": "2024-01-05",
+        "7": "2024-01-06",
+        "SO-1001": "2024-01-07",
+    }
+    fake.clear_log()
+    assert run_sync(dated, engine).exit_code == 0 and fake.writes() == []
+
+
+def test_a_whole_number_key_keeps_its_text_when_the_id_column_turns_to_text(
+    tmp_path, db_url, make_settings, engine_of, pipedrive_fake
+):
+    """Order ids 10.5 and 20 stage as numbers (SQLite and MariaDB return 20.0); once an id such as SO-1
+    turns the column to text, order 20 is still the deal keyed 20: nothing is created twice."""
+    fake = pipedrive_fake(token=TOKEN)
+    src = tmp_path / "src"
+    settings = make_settings(
+        dest_sql=db_url, pipedrive_api_key=TOKEN, pipedrive_base_url=fake.url, src_data_folder=str(src)
+    )
+    engine = engine_of(db_url)
+    write_csv(src / "raw_customers.csv", ["id", "first_name", "last_name"], [["1", "Ann", "Lee"], ["2", "Bob", "Roe"]])
+    write_csv(src / "raw_payments.csv", ["id", "order_id", "amount"], [[1, "10.5", "10.00"], [2, "20", "20.00"]])
+    orders = [["10.5", "1", "2024-01-05", "completed"], ["20", "2", "2024-01-06", "completed"]]
+    code = None
+    for more in ([], [["SO-1", "2", "2024-01-07", "completed"]]):
+        write_csv(src / "raw_orders.csv", ["id", "user_id", "order_date", "status"], orders + more)
+        assert load(settings, engine).exit_code == 0
+        build_deals(settings, engine)
+        assert run_sync(settings, engine).exit_code == 0
+        code = code or fake.field_code("deals", "order_id")
+        assert sorted(d["custom_fields"][code] for d in fake.deals()) == sorted(["10.5", "20", *(m[0] for m in more)])
+
+
 def test_a_dry_run_loads_nothing_and_lists_every_planned_record(tmp_path, pipedrive_fake):
     fake = pipedrive_fake(token=TOKEN)
     env = {"PIPEDRIVE_API_KEY": TOKEN, "PIPEDRIVE_BASE_URL": fake.url, "LOAD_WORKERS": "1"}

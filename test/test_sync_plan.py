@@ -72,19 +72,21 @@ def held_person(id, key="10", name=NAME):
         (Decimal("42"), "42"),
         (Decimal("42.50"), "42.50"),
         (42.5, "42.5"),
+        (42.0, "42"),
+        (Decimal("42.0"), "42"),
         (" 42", " 42"),
         (None, None),
         ("", None),
         ("  ", None),
     ],
     ids=["int", "leading-zeros", "plain", "order-code", "customer-code", "decimal", "decimal-scale", "float",
-         "space-kept", "none", "empty", "blank"],
+         "whole-float", "whole-decimal", "space-kept", "none", "empty", "blank"],
 )  # fmt: skip
 def test_a_key_is_the_exact_text_of_the_views_value(raw, expected):
     assert key_of(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [True, float("nan")], ids=["bool", "nan"])
+@pytest.mark.parametrize("raw", [True, float("nan"), Decimal("Infinity")], ids=["bool", "nan", "decimal-infinity"])
 def test_key_of_refuses_what_cannot_be_a_key(raw):
     with pytest.raises(ValueError):
         key_of(raw)

@@ -2,7 +2,8 @@
 
 A key is the exact text of the view's value: `007` and `7` are two customers, `SO-1001` an order
 like any other; numbers a database returns become their plain text (7 -> "7", Decimal("7.50") ->
-"7.50"). Keys live in a custom field found by name: a text field (ours are created so), or a
+"7.50"), a whole number without the ".0" SQLite and MariaDB may add (20.0 -> "20", as the text a
+column widened to text then holds). Keys live in a custom field found by name: a text field (ours are created so), or a
 numeric one made by hand, which can only hold keys that are whole numbers written plainly.
 
 Which fields a record carries, and how each value compares with what Pipedrive stores, comes from
@@ -29,11 +30,14 @@ PERSON_LINK = "person_id"  # the deal's person, in changes: the person's key (wa
 
 
 def key_of(value: Any) -> str | None:
-    """A view value as key text, exactly as written ('007' stays '007'); None when empty; raises ValueError."""
+    """A view value as key text, exactly as written ('007' stays '007'); a whole number is its plain text
+    however the database returns it (20, 20.0 and Decimal('20.0') give '20'); None when empty; raises ValueError."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+    if isinstance(value, bool) or (isinstance(value, float | Decimal) and not math.isfinite(value)):
         raise ValueError(f"{value!r} is not a key")
+    if isinstance(value, float | Decimal) and value % 1 == 0:
+        return str(int(value))  # SQLite's REAL and MariaDB's DECIMAL(p, s) add a '.0' the source did not have
     return value_text(value)
 
 

@@ -115,18 +115,28 @@ def _read_rows(settings: Settings, engine: sa.Engine) -> tuple[list[dict[str, An
 
 def read_view(engine: sa.Engine, name: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Every row of the deals view (every column: the field map may use any), and its column names;
-    raises DatabaseError."""
-    view = sa.table(name, sa.column(KEY_COLUMN))
+    raises DatabaseError.
+
+    Date columns are read as dates on every database (SQLite hands back their text), so the field
+    map finds a date mapped to a number before any write, as it does on the others.
+    """
     try:
         with engine.connect() as conn:
-            result = conn.execute(sa.select(sa.literal_column("*")).select_from(view).order_by(view.c[KEY_COLUMN]))
-            columns = list(result.keys())
-            return [dict(row) for row in result.mappings()], columns
-    except sa.exc.DBAPIError as exc:
+            declared = sa.inspect(conn).get_columns(name)
+            view = sa.table(name, *(sa.column(c["name"], _date_or_none(c["type"])) for c in declared))
+            result = conn.execute(sa.select(*view.c).order_by(view.c[KEY_COLUMN]))
+            return [dict(row) for row in result.mappings()], list(result.keys())
+    except (sa.exc.DBAPIError, sa.exc.NoSuchTableError) as exc:
+        missing = isinstance(exc, sa.exc.NoSuchTableError)
+        why = "it does not exist" if missing else describe_db_error(exc, engine.url)
         raise DatabaseError(
-            f"cannot read the deals view {name!r}: {describe_db_error(exc, engine.url)} "
-            "(build it with `python index.py transform`)"
+            f"cannot read the deals view {name!r}: {why} (build it with `python index.py transform`)"
         ) from None
+
+
+def _date_or_none(declared: Any) -> sa.types.TypeEngine | None:
+    """The declared type of a date column (read back as a date), else None (values as the driver gives them)."""
+    return declared if isinstance(declared, sa.Date) else None
 
 
 def sync_deals(
