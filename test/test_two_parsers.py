@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import sqlalchemy as sa
-from helpers import count, ledger_rows, read_table, reject_rows, run_load, write_bytes
+from helpers import count, index_env, ledger_rows, read_table, reject_rows, run_index, run_load, write_bytes
 from test_hostile import text_of
 
 from processor.staging import profile, worker
@@ -199,3 +199,19 @@ def test_without_local_infile_a_row_over_max_allowed_packet_is_rejected_by_name(
     assert [row["blob"] for row in read_table(engine_of(mysql_url), "big")] == ["small"]
     [reject] = reject_rows(engine_of(mysql_url))
     assert reject["line"] == 2 and "max_allowed_packet" in reject["reason"]
+
+
+def test_a_short_row_past_the_sample_ends_the_command(tmp_path, db_url, engine_of):
+    """The value check beside the bulk load stops at a row of another width (here a `\\.` line); the
+    command then exited with its summary only some of the time, and hung after it otherwise."""
+    rows = [b"%d,row %d\n" % (i, i) for i in range(60_000)]
+    write_bytes(tmp_path / "src" / "f.csv", b"id,v\n" + b"".join(rows[:30_000]) + b"\\.\n" + b"".join(rows[30_000:]))
+    env = index_env(tmp_path / "src", db_url, DEST_TABLE="t", LOAD_WORKERS="1", LOCK_TIMEOUT="0")
+    for _ in range(2):
+        done = run_index(tmp_path, "load", env={**env, "FULL_REFRESH": "1"}, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+    engine = engine_of(db_url)
+    got = sorted((row["id"], row["v"]) for row in read_table(engine, "t"))
+    assert got == [(i, f"row {i}") for i in range(60_000)]
+    [reject] = reject_rows(engine)
+    assert reject["line"] == 30_002 and reject["raw"] == "\\."

@@ -125,3 +125,27 @@ def test_a_misfit_is_found_wherever_batches_are_joined(at):
     assert "'007'" in _misfit(COLUMNS["integer"], values)
     values[at] = str(at + 1)
     assert _misfit(COLUMNS["integer"], values) is None
+
+
+def test_a_verdict_before_the_last_byte_lets_the_process_exit():
+    """A row of another width early in a big file ends the check while the loader still reads: the parser's
+    read-ahead thread waited for bytes no one would send, and the command hung at exit after its summary."""
+    code = (
+        "import time\n"
+        "from processor.schema import ColumnType\n"
+        "from processor.staging.files import CsvFormat\n"
+        "from processor.staging.target import Target\n"
+        "from processor.staging.verify import verifying\n"
+        "target = Target('t', 'f.csv', ('id', 'v'), (ColumnType('integer', 19, 0), ColumnType('text')))\n"
+        "rows = b''.join(b'%d,row%d\\n' % (i, i) for i in range(300_000))\n"
+        "data = b'id,v\\n' + rows[:100_000] + b'77\\n' + rows[100_000:]\n"
+        "with verifying(target, CsvFormat('utf-8', ',', '\\n', header=True)) as verifier:\n"
+        "    for start in range(0, len(data), 1 << 18):\n"
+        "        verifier.feed(data[start : start + (1 << 18)])\n"
+        "        for _ in range(100):  # the loader goes on reading while the check works\n"
+        "            if verifier.problem is None:\n"
+        "                time.sleep(0.01)\n"
+        "    assert verifier.finish() == 'a row has 1 fields, not 2'\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=60)

@@ -129,6 +129,19 @@ class Verifier:
             self.problem = f"the file could not be parsed to check its values ({first_line(exc)})"
         finally:
             self._done.set()
+            self._end_chunks()
+
+    def _end_chunks(self) -> None:
+        """End the bytes of a verdict given before the last of them: the parser's read-ahead (a pyarrow
+        thread) may still wait for the next chunk, which `feed` no longer sends, and the process could
+        never exit while it waits."""
+        while True:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._chunks.get_nowait()
+            with contextlib.suppress(queue.Full):
+                self._chunks.put_nowait(None)
+                return
 
     def _verify(self) -> str | None:
         import pyarrow as pa  # imported here: only workers that verify pay for it
