@@ -141,6 +141,31 @@ def test_wide_files_json_keeps_the_columns_that_fit_and_the_rest_as_json(tmp_pat
     assert json.loads(again["_more_columns"])[f"c{columns}"] == f"s2v{columns}"
 
 
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("integer", lambda r, i: str(r * 100_000_000 + i)), ("text", lambda r, i: f"{r}-{i}".ljust(40, "x"))],
+)
+def test_wide_files_json_keeps_only_columns_whose_every_row_fits(
+    tmp_path, db_url, make_settings, engine_of, kind, value
+):
+    """The columns kept are those any row of them fits, not only those the database lets a table declare:
+    InnoDB creates a table of 991 BIGINTs beside two text columns, then refuses its rows, and values of up to
+    40 bytes stay in the row whatever the text columns' declared size."""
+    columns = WIDER_THAN_ALLOWED[backend_of(db_url)]
+    header = ",".join(f"c{i}" for i in range(1, columns + 1))
+    rows = [",".join(value(r, i) for i in range(1, columns + 1)) for r in (1, 2)]
+    folder = write_files(tmp_path / "src", {"wide.csv": "\n".join([header, *rows, ""]).encode()})
+    report = run_load(make_settings, folder, db_url, wide_files="json")
+    assert report.exit_code == 0, report.lines()
+    assert report.files[0].status == "loaded" and report.files[0].rows_loaded == 2
+    engine = engine_of(db_url)
+    kept = [c["name"] for c in sa.inspect(engine).get_columns("wide") if c["name"].startswith("c")]
+    assert 10 < len(kept) < columns
+    for r, row in zip((1, 2), read_table(engine, "wide", order_by="c1"), strict=True):
+        values = {name: str(row[name]) for name in kept} | json.loads(row["_more_columns"])
+        assert values == {f"c{i}": value(r, i) for i in range(1, columns + 1)}
+
+
 # ---------------------------------------------------------------- a user without CREATE rights
 
 

@@ -64,6 +64,13 @@ def name_clash(table: str, deals_view: str, views: Iterable[str]) -> str | None:
 _PG_COLUMN_BYTES = {"integer": 16, "double": 16, "timestamp": 16, "date": 8}
 _PG_TEXT_BYTES, _PG_ROW_BYTES, _PG_ROW_HEADER = 20, 8160, 24
 
+# InnoDB (DYNAMIC rows, 16 KB pages) keeps a row within 8,126 bytes. CREATE TABLE counts a text column as
+# its 20-byte off-page pointer, but a value of up to 40 bytes always stays in the row (with its 2 length
+# bytes), so a table the database created may still refuse a row: count each column at its worst. The
+# header: 5 bytes, the hidden row id, transaction id and roll pointer (6 + 6 + 7), a null bit per column.
+_MYSQL_COLUMN_BYTES = {"integer": 8, "double": 8, "timestamp": 8, "date": 3, "decimal": 30}
+_MYSQL_TEXT_BYTES, _MYSQL_ROW_BYTES, _MYSQL_ROW_HEADER = 42, 8126, 24
+
 
 def hold_back(plan: TablePlan, family: str) -> tuple[TablePlan, dict[str, ColumnType]]:
     """The plan without the widenings that would change how values already in the table read back (to text
@@ -77,13 +84,18 @@ def hold_back(plan: TablePlan, family: str) -> tuple[TablePlan, dict[str, Column
 
 
 def row_fits(types: Iterable[ColumnType], family: str) -> bool:
-    """Whether any row of columns of these types fits the database's row (PostgreSQL's page; the other
-    databases say so when the table is created)."""
-    if family != "postgresql":
-        return True
-    kinds = [t.kind for t in types]
-    size = _PG_ROW_HEADER + (len(kinds) + 7) // 8 + sum(_PG_COLUMN_BYTES.get(k, _PG_TEXT_BYTES) for k in kinds)
-    return size <= _PG_ROW_BYTES
+    """Whether any row of columns of these types (beside the lineage column) fits the database's row:
+    PostgreSQL's page, InnoDB's half page; SQLite has no such limit."""
+    if family == "postgresql":
+        kinds = [t.kind for t in types]
+        size = _PG_ROW_HEADER + (len(kinds) + 7) // 8 + sum(_PG_COLUMN_BYTES.get(k, _PG_TEXT_BYTES) for k in kinds)
+        return size <= _PG_ROW_BYTES
+    if family == "mysql":
+        kinds = [stored_type(t, family).kind for t in types] + ["text"]  # as stored (a long decimal is text)
+        size = _MYSQL_ROW_HEADER + (len(kinds) + 7) // 8
+        size += sum(_MYSQL_COLUMN_BYTES.get(k, _MYSQL_TEXT_BYTES) for k in kinds)
+        return size <= _MYSQL_ROW_BYTES
+    return True
 
 
 def fold(plan: TablePlan, keep: int, more: str) -> TablePlan:
