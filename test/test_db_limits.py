@@ -166,6 +166,38 @@ def test_wide_files_json_keeps_only_columns_whose_every_row_fits(
         assert values == {f"c{i}": value(r, i) for i in range(1, columns + 1)}
 
 
+@pytest.mark.parametrize("wide_files", ["fail", "json"])
+def test_long_values_in_a_table_the_database_creates_are_folded_by_wide_files_json(
+    tmp_path, db_url, make_settings, engine_of, wide_files
+):
+    """Fewer columns than the database's limit, so the table is created, but rows of long values too big for
+    its page: WIDE_FILES=fail fails the file naming WIDE_FILES=json, which then loads it whole."""
+    backend = backend_of(db_url)
+    if backend == "sqlite":
+        pytest.skip("SQLite has no row size limit")
+    columns, length = {"postgres": (1000, 200), "mysql": (300, 40)}[backend]
+
+    def value(r: int, i: int) -> str:
+        return f"{r}-{i}".ljust(length, "x")
+
+    header = ",".join(f"c{i}" for i in range(1, columns + 1))
+    rows = [",".join(value(r, i) for i in range(1, columns + 1)) for r in (1, 2)]
+    folder = write_files(tmp_path / "src", {"wide.csv": "\n".join([header, *rows, ""]).encode()})
+    report = run_load(make_settings, folder, db_url, wide_files=wide_files)
+    engine = engine_of(db_url)
+    if wide_files == "fail":
+        assert report.exit_code == 1 and report.files[0].status == "failed"
+        assert "WIDE_FILES=json" in report.files[0].error and "\n" not in report.files[0].error
+        return
+    assert report.exit_code == 0, report.lines()
+    assert report.files[0].rows_loaded == 2
+    kept = [c["name"] for c in sa.inspect(engine).get_columns("wide") if c["name"].startswith("c")]
+    assert 10 < len(kept) < columns
+    for r, row in zip((1, 2), read_table(engine, "wide", order_by="c1"), strict=True):
+        values = {name: row[name] for name in kept} | json.loads(row["_more_columns"])
+        assert values == {f"c{i}": value(r, i) for i in range(1, columns + 1)}
+
+
 # ---------------------------------------------------------------- a user without CREATE rights
 
 

@@ -43,7 +43,7 @@ from ..parallel import run_tasks
 from ..schema import rewrites_values, table_name_for
 from .files import file_fingerprint
 from .gone import find_gone, settle_gone
-from .plan import TablePlan, fold, hold_back, name_clash, overrides_by_table, plan_table
+from .plan import TablePlan, fold, hold_back, name_clash, overrides_by_table, plan_table, row_fits
 from .profile import FileProfile, profile_file
 from .ranges import Assembler, parts_for, prepare, range_tasks
 from .reload import Waiting, resolve
@@ -299,6 +299,11 @@ def _apply(engine: Engine, settings: Settings, plan: TablePlan) -> tuple[TablePl
     wide = settings.wide_files == "json"
     if wide and plan.added and MORE_COLUMN in (plan.existing or {}):
         plan = fold(plan, 0, MORE_COLUMN)
+    elif wide and plan.added and not row_fits((plan.types[c] for c in plan.columns), dialect_family(engine)):
+        # A table the database would create may still refuse rows whose values are long: fold first.
+        keep = columns_that_fit(engine, plan)
+        if keep >= 0:
+            return _fold(engine, settings, plan, keep)
     try:
         return plan, apply_plan(engine, plan, settings.deals_view)
     except sa.exc.DBAPIError as exc:
@@ -309,6 +314,11 @@ def _apply(engine: Engine, settings: Settings, plan: TablePlan) -> tuple[TablePl
         keep = columns_that_fit(engine, plan)
         if keep < 0:
             raise
+    return _fold(engine, settings, plan, keep)
+
+
+def _fold(engine: Engine, settings: Settings, plan: TablePlan, keep: int) -> tuple[TablePlan, list[str]]:
+    """Bring the table to its plan with only the first `keep` new columns, the others in its JSON column."""
     folded = fold(plan, keep, MORE_COLUMN)
     note = f"{plan.name}: {len(folded.folded):,} column(s) it cannot take are kept in {MORE_COLUMN} (JSON)"
     log.warning("%s", note)
