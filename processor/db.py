@@ -190,6 +190,8 @@ def create_engine(raw_url: str) -> Engine:
         engine = sa.create_engine(url, **kwargs)
     except NoSuchModuleError as exc:
         raise ConfigError(f"DEST_SQL: driver for {url.drivername} is not installed ({exc})") from None
+    except (TypeError, ValueError) as exc:  # a query parameter the dialect cannot convert: ?connect_timeout=abc
+        raise ConfigError(f"DEST_SQL {display_url(url)}: {_refused_options(exc, url)}") from None
     if url.drivername == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
@@ -277,6 +279,13 @@ def check_connection(engine: Engine) -> None:
         raise DatabaseError(
             f"cannot reach the database at {display_url(engine.url)}: {describe_db_error(exc, engine.url)}"
         ) from None
+    except (TypeError, ValueError, LookupError, AttributeError) as exc:
+        # The driver refused a query parameter before connecting: PyMySQL's ?sslmode=, ?charset=bogus, ...
+        raise ConfigError(f"DEST_SQL {display_url(engine.url)}: {_refused_options(exc, engine.url)}") from None
+
+
+def _refused_options(exc: BaseException, url: URL) -> str:
+    return f"its driver refuses the options after '?' ({describe_db_error(exc, url)}); remove or correct them"
 
 
 def describe_db_error(exc: BaseException, url: URL | None = None) -> str:

@@ -272,9 +272,17 @@ def _upsert(conn: Connection, file: SourceFile, values: dict, inserted: dict | N
 
 def mark_loading(engine: Engine, file: SourceFile, table: str, size: int, run_id: str) -> None:
     """Note that a file is being loaded (committed at once, so a crash shows where it stopped)."""
+    mark_queued(engine, [(file, table, size)], run_id)
+
+
+def mark_queued(engine: Engine, queued: Iterable[tuple[SourceFile, str, int]], run_id: str) -> None:
+    """Note the (file, table, size) a run is about to load as loading, in one transaction, before it creates
+    their tables: a run killed before a worker reaches a file leaves it listed, so the transform does not
+    build the deals from a table its file never reached."""
     with writing(engine) as conn:
         values = {"status": LOADING, "error": None, "started_at": now(), "finished_at": None, "run_id": run_id}
-        _upsert(conn, file, values, {"table_name": table, "size": size})
+        for file, table, size in queued:
+            _upsert(conn, file, values, {"table_name": table, "size": size})
 
 
 def record_loaded(

@@ -41,6 +41,8 @@ class Ending:
     def run(self) -> runs.Run:
         secrets = self.settings.secrets()
         report = self.report
+        # A sync that stopped (exit 6) ends the run without an exception: its reason is the run's error.
+        error = report.error or (report.sync.stopped if report.sync else None)
         return runs.Run(
             run_id=str(uuid.uuid4()),
             step=self.step,
@@ -49,7 +51,7 @@ class Ending:
             seconds=round(self.seconds, 3),
             exit_code=report.exit_code,
             summary=redact(report.headline(), secrets),
-            error=redact(report.error, secrets) if report.error else None,
+            error=redact(error, secrets) if error else None,
             source=describe_source(self.settings) if self.step in READS_SOURCE else None,
             host=socket.gethostname(),
         )

@@ -515,7 +515,7 @@ def _refuse_to_replace_staging(conn: Connection, name: str) -> None:
     columns = sa.inspect(conn).get_columns(name) if _existing_kind(conn, name) == "table" else []
     if any(column["name"] == SOURCE_COLUMN for column in columns):
         raise ConfigError(
-            f"invalid configuration:\n  DEALS_VIEW={name!r}: {name} is a staging table (it holds loaded rows); "
+            f"DEALS_VIEW={name!r}: {name} is a staging table (it holds loaded rows); "
             "building the deals would replace it: choose another name"
         )
 

@@ -23,6 +23,10 @@ MISTAKES = [
     ({"PIPEDRIVE_BASE_URL": "api.pipedrive.com", "PIPEDRIVE_API_KEY": "tok"}, "sync", "PIPEDRIVE_BASE_URL"),
     ({"DEST_SQL": "postgresql://loader:pa55word@127.0.0.1:abc/db"}, "load", "port"),
     ({"DEST_SQL": "sqlite://rel.db"}, "status", "sqlite:///rel.db"),
+    # options after '?' that PyMySQL refuses (a PostgreSQL habit, a typo), before it connects
+    ({"DEST_SQL": "mysql://loader:pa55word@127.0.0.1:9/db?sslmode=require"}, "load", "DEST_SQL"),
+    ({"DEST_SQL": "mysql+pymysql://loader:pa55word@127.0.0.1:9/db?charset=utf-8"}, "status", "DEST_SQL"),
+    ({"DEST_SQL": "mysql://loader:pa55word@127.0.0.1:9/db?connect_timeout=10s"}, "transform", "DEST_SQL"),
     ({"DEST_SQL": '"postgresql://loader:pa55word@127.0.0.1/db"'}, "load", "quotes"),
     ({"DEST_SQL": "sqlite:///no-such-folder/processor.db"}, "load", "no-such-folder does not exist"),
     ({"SUMMARY_JSON": "no-such-folder/summary.json"}, "load", "SUMMARY_JSON"),

@@ -134,6 +134,41 @@ def test_the_transform_refuses_while_an_input_file_is_not_loaded(tmp_path, db_ur
     assert not sa.inspect(engine_of(db_url)).has_table("deals")
 
 
+def test_a_run_killed_once_its_tables_exist_leaves_the_transform_refusing(tmp_path, db_url, engine_of):
+    """Killed after creating its tables, before a worker reached any file: the empty tables are not data."""
+    orders = 2_000
+    total = write_shop(tmp_path / "src", orders)
+    env = index_env(
+        tmp_path / "src",
+        db_url,
+        CUSTOMERS_TABLE="customers",
+        ORDERS_TABLE="orders",
+        PAYMENTS_TABLE="payments",
+        LOAD_WORKERS="2",
+    )
+    run = start_index("load", env)
+    for line in run.stderr:  # the tables are created in name order: payments is the last
+        if "created table payments" in line:
+            os.killpg(run.pid, signal.SIGKILL)
+            break
+    run.wait(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    engine = engine_of(db_url)
+    assert sa.inspect(engine).has_table("payments")
+    assert {entry["status"] for entry in ledger_rows(engine).values()} <= {"loading", "loaded"}
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "index.py"), "transform"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 5 and "not loaded" in refused.stderr, refused.stderr  # not 0 deals, exit 0
+    rerun = subprocess.run(
+        [sys.executable, str(ROOT / "index.py")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert per_file(engine, "orders") == {"orders.csv": (orders, total)}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM deals")).scalar() == orders
+
+
 # ---------------------------------------------------------------- a file rewritten while it loads
 
 

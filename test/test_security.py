@@ -240,6 +240,7 @@ def test_the_deals_view_never_replaces_a_loaded_table(tmp_path, db_url, engine_o
     done = run_index(tmp_path, "transform", env=env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "certificates is a staging table" in done.stderr
+    assert "\\n" not in done.stdout + done.stderr  # one line, not an escaped line break
     assert count(engine_of(db_url), "certificates") == 2
 
 

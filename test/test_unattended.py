@@ -205,3 +205,17 @@ def test_log_format_json_writes_one_object_per_line(tmp_path, db_url):
     failed = by_file["hartlepool/certificates.csv"]
     assert failed["level"] == "ERROR" and "MAX_ERRORS" in failed["message"]
     assert "pa55word" not in done.stderr
+
+
+def test_a_sync_that_stops_says_why_in_the_notification_and_the_last_run(tmp_path, hook, pipedrive_fake):
+    fake = pipedrive_fake(token="real-token")
+    receiver = hook()
+    env = {**INLINE, "SRC_DATA_FOLDER": str(sample_copy(tmp_path)), "NOTIFY_URL": receiver.url}
+    env |= {"PIPEDRIVE_API_KEY": "wr0ng-t0ken", "PIPEDRIVE_BASE_URL": fake.url}
+    done = run_index(tmp_path, env=env)
+    assert done.returncode == 6, done.stderr
+    [body] = receiver.bodies
+    assert body["error"] and body["error"] in body["text"]  # a webhook's reader sees why, not only "exit 6"
+    assert "wr0ng-t0ken" not in json.dumps(body)
+    status = run_index(tmp_path, "status", env=env)
+    assert f"  error: {body['error']}" in status.stdout, status.stdout

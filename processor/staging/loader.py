@@ -136,6 +136,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
     profiled += [Profiled(s, routes[s.path], error=clashes[s.path]) for s in discovery.files if s.path in clashes]
     ready = _settle(engine, report, profiled, progress)
     plans, waiting = _hold_back(_plan(engine, settings, ready), ready, family)
+    ledger.mark_queued(engine, [(item.source, item.table, item.source.size) for item in ready], report.run_id)
     for plan in list(plans.values()):
         for note in plan.notes:
             log.warning("%s", note)
