@@ -32,7 +32,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     ),
     (3, "the source folder, bucket or URL is missing, or no file matches SRC_FILE_NAME"),
     (4, "the database cannot be reached, or refuses the login"),
-    (5, "the deals view cannot be built (a staging table or column is missing: the message says which)"),
+    (
+        5,
+        "the deals view cannot be built (a staging table or column is missing: the message says which), or sync "
+        "finds no deals view to read",
+    ),
     (6, "the sync stopped: bad token, daily budget spent, abuse block or Pipedrive unreachable; the next run goes on"),
     (7, "another run kept the destination locked for LOCK_TIMEOUT seconds: the message names its host and pid"),
     (130, "stopped by Ctrl-C (files being loaded were rolled back)"),

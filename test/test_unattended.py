@@ -219,3 +219,21 @@ def test_a_sync_that_stops_says_why_in_the_notification_and_the_last_run(tmp_pat
     assert "wr0ng-t0ken" not in json.dumps(body)
     status = run_index(tmp_path, "status", env=env)
     assert f"  error: {body['error']}" in status.stdout, status.stdout
+
+
+@pytest.mark.parametrize("view", ["missing", "without_key"])
+def test_a_sync_without_a_deals_view_to_read_is_exit_5_with_the_fix(tmp_path, pipedrive_fake, view):
+    fake = pipedrive_fake(token="real-token")
+    env = {**INLINE, "SRC_DATA_FOLDER": str(sample_copy(tmp_path))}
+    env |= {"PIPEDRIVE_API_KEY": "real-token", "PIPEDRIVE_BASE_URL": fake.url}
+    assert run_index(tmp_path, "load", env=env).returncode == 0
+    if view == "without_key":  # a view of another name the operator pointed DEALS_VIEW at by mistake
+        env["DEALS_VIEW"] = "raw_customers_view"
+        with sa.create_engine(f"sqlite:///{tmp_path / 'processor.db'}").begin() as conn:
+            conn.execute(sa.text("CREATE VIEW raw_customers_view AS SELECT id FROM raw_customers"))
+    done = run_index(tmp_path, "sync", env=env)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "python index.py transform" in done.stdout + done.stderr
+    said = {"missing": "does not exist", "without_key": "has no column 'order_id'"}[view]
+    assert said in done.stdout + done.stderr
+    assert fake.writes() == []

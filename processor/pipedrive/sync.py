@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from ..config import Settings
 from ..db import describe_db_error
-from ..errors import ConfigError, DatabaseError, Interrupted, ProcessorError, SyncError, SyncStopped
+from ..errors import ConfigError, DatabaseError, Interrupted, ProcessorError, SyncError, SyncStopped, TransformError
 from . import history
 from .client import PipedriveClient
 from .fieldmap import Targets, describe_view, resolve
@@ -115,22 +115,25 @@ def _read_rows(settings: Settings, engine: sa.Engine) -> tuple[list[dict[str, An
 
 def read_view(engine: sa.Engine, name: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Every row of the deals view (every column: the field map may use any), and its column names;
-    raises DatabaseError.
+    raises TransformError (no such view, or one without the key column: exit 5), DatabaseError.
 
     Date columns are read as dates on every database (SQLite hands back their text), so the field
     map finds a date mapped to a number before any write, as it does on the others.
     """
+    build = "build it with `python index.py transform`"
     try:
         with engine.connect() as conn:
             declared = sa.inspect(conn).get_columns(name)
             view = sa.table(name, *(sa.column(c["name"], _date_or_none(c["type"])) for c in declared))
+            if KEY_COLUMN not in view.c:
+                raise TransformError(f"the deals view {name!r} has no column {KEY_COLUMN!r} to key deals by ({build})")
             result = conn.execute(sa.select(*view.c).order_by(view.c[KEY_COLUMN]))
             return [dict(row) for row in result.mappings()], list(result.keys())
-    except (sa.exc.DBAPIError, sa.exc.NoSuchTableError) as exc:
-        missing = isinstance(exc, sa.exc.NoSuchTableError)
-        why = "it does not exist" if missing else describe_db_error(exc, engine.url)
+    except sa.exc.NoSuchTableError:
+        raise TransformError(f"the deals view {name!r} does not exist: {build}") from None
+    except sa.exc.DBAPIError as exc:
         raise DatabaseError(
-            f"cannot read the deals view {name!r}: {why} (build it with `python index.py transform`)"
+            f"cannot read the deals view {name!r}: {describe_db_error(exc, engine.url)} ({build})"
         ) from None
 
 
