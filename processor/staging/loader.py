@@ -136,6 +136,7 @@ def _load(settings: Settings, engine: Engine, discovery: Discovery, progress: Pr
     profiled += [Profiled(s, routes[s.path], error=clashes[s.path]) for s in discovery.files if s.path in clashes]
     ready = _settle(engine, report, profiled, progress)
     plans, waiting = _hold_back(_plan(engine, settings, ready), ready, family)
+    _warn_moved(ready, entries)  # from the ledger as it was: marking the files queued changes their status
     ledger.mark_queued(engine, [(item.source, item.table, item.source.size) for item in ready], report.run_id)
     for plan in list(plans.values()):
         for note in plan.notes:
@@ -474,7 +475,6 @@ def _load_tasks(
     tasks: list[LoadTask] = []
     assembler = Assembler(engine, settings.max_errors)
     per_table = Counter(item.table for item in ready)
-    moved: list[str] = []
     for item in ready:
         entry = entries.get(ledger.key_of(item.source))
         # Whenever the ledger knows the file, rows of an earlier version or attempt may be in its table.
@@ -495,8 +495,6 @@ def _load_tasks(
             folded=tuple(c for c in profile.columns if c not in plans[item.table].columns),
             alone=per_table[item.table] == 1 and item.split is None,
         )
-        if _holds_rows(entry) and previous != item.table:
-            moved.append(f"{item.source.path} ({previous} -> {item.table})")
         if item.split is None:
             tasks.append(task)
             continue
@@ -504,6 +502,15 @@ def _load_tasks(
         assembler.expect(pieces)
         tasks += pieces
         log.info("%s: %d ranges for %d workers", item.source.path, len(pieces), settings.load_workers)
+    return sorted(tasks, key=_task_size, reverse=True), assembler
+
+
+def _warn_moved(ready: list[Profiled], entries: dict[str, ledger.Entry]) -> None:
+    """Warn of the files whose rows are in another table than the one they now route to: they move."""
+    known = ((item, entries.get(ledger.key_of(item.source))) for item in ready)
+    moved = [
+        f"{i.source.path} ({e.table_name} -> {i.table})" for i, e in known if _holds_rows(e) and e.table_name != i.table
+    ]
     if moved:
         log.warning(
             "%d file(s) loaded before into another table now route to a new one (DEST_TABLE or a *_TABLE changed): "
@@ -511,7 +518,6 @@ def _load_tasks(
             len(moved),
             ", ".join(moved[:10]) + (f" and {len(moved) - 10} more" if len(moved) > 10 else ""),
         )
-    return sorted(tasks, key=_task_size, reverse=True), assembler
 
 
 def _replacing(ready: list[Profiled], entries: dict[str, ledger.Entry]) -> list[str]:
