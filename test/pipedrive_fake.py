@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -155,7 +155,7 @@ class Reply:
 class ApiError(Exception):
     """Answer with this status and Pipedrive's error body."""
 
-    def __init__(self, status: int, error: str, code: str | None = None):
+    def __init__(self, status: int, error: str, code: str | None = None, info: str | None = None):
         super().__init__(error)
         self.status = status
         if code:
@@ -164,10 +164,14 @@ class ApiError(Exception):
             self.body = {
                 "success": False,
                 "error": error,
-                "error_info": "Please check developers.pipedrive.com",
+                "error_info": info or "Please check developers.pipedrive.com",
                 "data": None,
                 "additional_data": None,
             }
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "Entity was not found", info="Object was not found.")
 
 
 def _invalid(message: str) -> ApiError:
@@ -225,7 +229,12 @@ def _is_name(value: Any) -> bool:
 
 
 def _is_date(value: Any) -> bool:
-    return isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None
+    if not isinstance(value, str) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is None:
+        return False
+    try:
+        return bool(date.fromisoformat(value))
+    except ValueError:
+        return False
 
 
 def _is_time(value: Any) -> bool:
@@ -243,6 +252,28 @@ def _is_contact(value: Any) -> bool:
         and _is_text(value.get("value"))
         and type(value.get("primary", False)) is bool
         and _is_text(value.get("label", ""))
+    )
+
+
+def _is_contacts(value: Any) -> bool:
+    """An array of contacts with at most one marked primary."""
+    return (
+        isinstance(value, list) and all(map(_is_contact, value)) and sum(c.get("primary") is True for c in value) <= 1
+    )
+
+
+def _is_money(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"value", "currency"}
+        and _is_number(value["value"])
+        and _is_currency(value["currency"])
+    )
+
+
+def _is_range(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: (
+        isinstance(value, dict) and set(value) == {"value", "until"} and all(map(check, value.values()))
     )
 
 
@@ -267,7 +298,7 @@ def _is_bool(value: Any) -> bool:
 
 
 INT, NULL_INT = (_is_int, "an integer"), (_nullable(_is_int), "an integer or null")
-CONTACTS = (_list_of(_is_contact), "an array of {value, primary, label} objects")
+CONTACTS = (_is_contacts, "an array of {value, primary, label} objects, at most one of them primary")
 PERSON_BODY = {
     "name": (_is_name, "a non-empty string"),
     "owner_id": INT,
@@ -318,15 +349,15 @@ FIELD_BODY = {
 }
 CUSTOM_VALUES = {
     "double": (_is_number, "a number"),
-    "monetary": (lambda v: _is_object(v) and _is_number(v.get("value")), "an object {value, currency}"),
+    "monetary": (_is_money, "an object {value, currency} (a number and a 3-letter currency code)"),
     "date": (_is_date, "a date (YYYY-MM-DD)"),
     "enum": INT,
     "set": (_list_of(_is_int, allow_empty=False), "a non-empty array of option ids"),
     "org": INT,
     "people": INT,
     "user": INT,
-    "daterange": (_is_object, "an object {value, until}"),
-    "timerange": (_is_object, "an object {value, until}"),
+    "daterange": (_is_range(_is_date), "an object {value, until} of dates (YYYY-MM-DD)"),
+    "timerange": (_is_range(_is_text), "an object {value, until}"),
 }
 TEXT_VALUE = (_is_text, "a string")
 
@@ -743,7 +774,7 @@ class Account:
             return {"id": target, "name": self.pipelines[target]}, None
         if name == "users" and target in self.users:
             return dict(self.users[target]), None
-        raise ApiError(404, "Entity was not found")
+        raise _not_found()
 
     _get_v1ref = _get_ref
 
@@ -832,7 +863,7 @@ class Account:
     def _find(self, coll: Collection, target: int) -> dict[str, Any]:
         record = coll.records.get(target)
         if record is None or record["is_deleted"]:
-            raise ApiError(404, "Entity was not found")
+            raise _not_found()
         return record
 
     def _create(self, coll: Collection, body: Any) -> dict[str, Any]:

@@ -66,9 +66,12 @@ def test_create_get_patch_delete_person(api):
         ("persons", {"name": ""}, "Parameter 'name' must be a non-empty string"),
         ("persons", {"name": "n", "custom_fields": {"0" * 40: "1"}}, "unknown custom field"),
         ("persons", {"name": "n", "email": "a@b.c"}, "Parameter 'email' is not allowed"),
+        ("persons", {"name": "n", "emails": [{"value": "a@b.c", "primary": True}, {"value": "d@e.f", "primary": True}]},
+         "at most one of them primary"),
+        ("deals", {"title": "t", "expected_close_date": "2024-02-30"}, "Parameter 'expected_close_date' must be a date"),
     ],
     ids=["unknown-key", "string-number", "bool-number", "bad-currency", "string-id", "no-title", "status-rule",
-         "empty-name", "unknown-custom-field", "v1-email-key"],
+         "empty-name", "unknown-custom-field", "v1-email-key", "two-primaries", "no-such-date"],
 )  # fmt: skip
 def test_strict_validation_answers_400_with_pipedrives_shape(api, path, body, message):
     fake, session = api()
@@ -82,7 +85,15 @@ def test_strict_validation_answers_400_with_pipedrives_shape(api, path, body, me
 
 def test_unknown_ids_and_persons_answer_404_or_400(api):
     fake, session = api()
-    assert session.get(fake.url + "/api/v2/deals/99").status_code == 404
+    missing = session.get(fake.url + "/api/v2/deals/99")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "success": False,
+        "error": "Entity was not found",
+        "error_info": "Object was not found.",
+        "data": None,
+        "additional_data": None,
+    }
     assert session.patch(fake.url + "/api/v2/deals/99", json={"title": "x"}).json()["error"] == "Entity was not found"
     assert session.post(fake.url + "/api/v2/deals", json={"title": "x", "person_id": 42}).status_code == 400
 
@@ -102,6 +113,27 @@ def test_custom_fields_have_40_hex_codes_and_typed_values(api):
     assert (
         session.post(fake.url + "/api/v2/dealFields", json={"field_name": "x", "field_type": "nope"}).status_code == 400
     )
+
+
+@pytest.mark.parametrize(
+    ("field_type", "good", "bad"),
+    [
+        ("monetary", {"value": 12.5, "currency": "EUR"}, [12.5, {"value": 12.5}, {"value": "12.5", "currency": "EUR"},
+                                                          {"value": 1, "currency": "EUR", "x": 1}]),
+        ("daterange", {"value": "2024-01-01", "until": "2024-01-31"}, [{"value": "2024-01-01"}, "2024-01-01",
+                                                                        {"value": "2024-01-01", "until": "soon"}]),
+        ("date", "2024-02-29", ["2024-02-30", "01.02.2024", 20240101]),
+        ("double", 1.5, ["1.5", True]),
+    ],
+)  # fmt: skip
+def test_custom_field_values_must_have_their_types_shape(api, field_type, good, bad):
+    fake, session = api()
+    code = fake.add_field("deals", "Extra", field_type)
+    for value in bad:
+        answer = session.post(fake.url + "/api/v2/deals", json={"title": "t", "custom_fields": {code: value}})
+        assert (answer.status_code, answer.json()["code"]) == (400, "ERR_SCHEMA_VALIDATION_FAILED"), value
+    answer = session.post(fake.url + "/api/v2/deals", json={"title": "t", "custom_fields": {code: good}})
+    assert answer.json()["data"]["custom_fields"] == {code: good}
 
 
 def test_cursor_pages_cover_everything_once_and_limit_is_500(api):
