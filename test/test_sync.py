@@ -441,6 +441,19 @@ def test_a_numeric_key_field_made_by_hand_takes_plain_numbers_and_refuses_the_re
     assert fake.writes() == [] and [f.key for f in again.failures] == ["007"]  # 7 is found; 007 is never sent
 
 
+@pytest.mark.parametrize("field_type", ["monetary", "date", "enum", "set", "people"])
+def test_a_key_field_made_by_hand_that_cannot_hold_keys_stops_before_any_write(pipedrive, field_type):
+    fake, sync = pipedrive()
+    code = fake.add_field("deals", "order_id", field_type, ["A"] if field_type in ("enum", "set") else None)
+    if field_type == "monetary":  # a value typed in by hand must never be taken for a key (and archived)
+        fake.seed("deals", {"title": "by hand", "custom_fields": {code: {"value": 9, "currency": "EUR"}}})
+    rows = [row("7", "1", "Ann", "Lee", "1.00")]
+    with pytest.raises(ConfigError, match=f"PIPEDRIVE_DEAL_KEY_FIELD: the deal field 'order_id' is a {field_type} "):
+        sync(rows, sync_removed="archive", sync_removed_force=True)
+    assert fake.writes() == []
+    assert all(not d["is_archived"] for d in fake.deals())
+
+
 # ---------------------------------------------------------------------- deals that leave the view
 
 

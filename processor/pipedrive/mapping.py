@@ -4,7 +4,8 @@ A key is the exact text of the view's value: `007` and `7` are two customers, `S
 like any other; numbers a database returns become their plain text (7 -> "7", Decimal("7.50") ->
 "7.50"), a whole number without the ".0" SQLite and MariaDB may add (20.0 -> "20", as the text a
 column widened to text then holds). Keys live in a custom field found by name: a text field (ours are created so), or a
-numeric one made by hand, which can only hold keys that are whole numbers written plainly.
+numeric one made by hand, which can only hold keys that are whole numbers written plainly; a field of
+any other type (monetary, date, option, ...) cannot hold keys at all.
 
 Which fields a record carries, and how each value compares with what Pipedrive stores, comes from
 the resolved field map (fieldmap.py) and the kinds of value (values.py): money is rounded half-up to cents on both sides, dates are
@@ -24,8 +25,9 @@ from .values import money, number_of, text_of, value_text
 
 __all__ = ["money", "text_of"]
 
-NUMERIC_FIELD_TYPES = frozenset({"double", "int", "monetary"})
+NUMERIC_FIELD_TYPES = frozenset({"double", "int"})
 KEY_FIELD_TYPE = "varchar"  # exact text, searchable, and never turns 42 into 42.0
+KEY_FIELD_TYPES = frozenset({KEY_FIELD_TYPE, "varchar_auto", "text", "phone", *NUMERIC_FIELD_TYPES})  # can hold a key
 PERSON_LINK = "person_id"  # the deal's person, in changes: the person's key (wanted) or id (held)
 
 

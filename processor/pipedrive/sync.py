@@ -39,6 +39,7 @@ from .client import PipedriveClient
 from .fieldmap import Targets, describe_view, resolve
 from .mapping import (
     KEY_FIELD_TYPE,
+    KEY_FIELD_TYPES,
     PERSON_LINK,
     Held,
     KeyField,
@@ -219,6 +220,7 @@ class _Sync:
                 describe_view(rows, columns),
                 self.settings.deal_currency,
             )
+            self._check_key_field_types(fields)
             self._check_references()
             wanted = wanted_from_rows(rows, self.targets)
             person_key = pool.submit(self._key_field, PERSONS, fields[PERSONS.name])
@@ -257,6 +259,21 @@ class _Sync:
                         problems.append(f"{target.entry.label}: Pipedrive has no {what} with id {value}")
         if problems:
             raise ConfigError("SYNC_FIELD_MAP: " + "; ".join(problems) + "; nothing was written")
+
+    def _check_key_field_types(self, fields: dict[str, list[dict[str, Any]]]) -> None:
+        """A key field made by hand must be able to hold keys (text, or a number); raises ConfigError."""
+        problems = []
+        for entity, setting in ((PERSONS, "PIPEDRIVE_PERSON_KEY_FIELD"), (DEALS, "PIPEDRIVE_DEAL_KEY_FIELD")):
+            name = self._key_name(entity)
+            item = _named(fields[entity.name], name, entity)
+            field_type = None if item is None else item.get("field_type") or KEY_FIELD_TYPE
+            if field_type is not None and field_type not in KEY_FIELD_TYPES:
+                problems.append(
+                    f"{setting}: the {entity.name} field {name!r} is a {field_type} field, which cannot hold keys; "
+                    f"make it a text field in Pipedrive, or name another field in {setting}"
+                )
+        if problems:
+            raise ConfigError("; ".join(problems) + "; nothing was written")
 
     def _key_field(self, entity: _Entity, fields: list[dict[str, Any]]) -> KeyField | None:
         """Our key field by name; created when missing (not in a dry run: then None)."""
