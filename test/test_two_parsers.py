@@ -76,6 +76,23 @@ CASES = [
     # blank lines are not rows, one column or more
     Case("blank_line_one_column", b"v\na\n\nb\n", [("a",), ("b",)]),
     Case("blank_line_one_column_crlf", b"v\r\na\r\n\r\nb\r\n\r\n", [("a",), ("b",)]),
+    # blank lines before the header are not rows either: the header is the first record (every bulk loader would
+    # take the first line for it, and the file was skipped as empty)
+    Case("blank_lines_before_the_header", b"\n\nid,v\n1,a\n2,b,c\n3,c\n", [("1", "a"), ("3", "c")], (5,), "found 3"),
+    Case("blank_lines_before_the_header_crlf", b"\r\n\r\nid,v\r\n1,a\r\n\r\n2,b\r\n", [("1", "a"), ("2", "b")]),
+    Case(
+        "typed_after_blank_lines_before_the_header",
+        b"\n\nid,n\n" + TYPED_ROWS + b"51,007\n",
+        [("51", "007")],
+        settings=TYPED,
+        more_rows=50,
+    ),
+    Case(
+        "blank_lines_before_headerless_rows",
+        b"\n\n1,a\n2,b\n",
+        [("1", "a"), ("2", "b")],
+        settings={"src_header": False},
+    ),
     # a bare LF in a CRLF file ends a row (LOAD DATA would keep it inside the value)
     Case("bare_lf_in_crlf_file", b"v\r\na\nb\r\nc\r\n", [("a",), ("b",), ("c",)]),
     # encodings: valid UTF-8 is never read as cp1252; a stray byte rejects its line alone
