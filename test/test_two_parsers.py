@@ -110,6 +110,22 @@ CASES = [
         (2,),
         "not valid utf-8",
     ),
+    # UTF-16 bytes that are not a character (a file cut short, a lone surrogate): their line alone is rejected,
+    # on PostgreSQL too (COPY reported the failed read as a lost connection, and the file failed after retries)
+    Case(
+        "utf16_cut_short",
+        '\ufeffid\tv\r\n1\t"multi\r\nline"\r\n2\tb\r\n'.encode("utf-16-le") + b"\x00",
+        [("1", "multi\r\nline"), ("2", "b")],
+        (5,),
+        "not valid utf-16",
+    ),
+    Case(
+        "utf16_lone_surrogate",
+        "\ufeffid\tv\r\n1\ta\r\n2\t".encode("utf-16-le") + b"\x00\xd8" + "x\r\n3\tc\r\n".encode("utf-16-le"),
+        [("1", "a"), ("3", "c")],
+        (3,),
+        "not valid utf-16",
+    ),
     # latin-1 first seen after the head: the whole file is cp1252
     Case(
         "latin1_after_the_head",

@@ -36,7 +36,7 @@ from ..parallel import WorkerStopped, stopped_by
 from ..redact import redact
 from ..schema import ColumnType, column_names, rewrites_values
 from . import mysql, postgres, sqlite
-from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
+from .files import ESCAPE, CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
 from .scan import Reencode, Watch
@@ -486,7 +486,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
                 reader = HashingReader(raw)
                 watch = Watch(task.read_format, frozenset(), writer.TOOL)  # for a guessed encoding
                 reader.tees = [watch.feed]
-                stream = text_stream(reader, task.read_format, errors="surrogateescape")
+                stream = text_stream(reader, task.read_format, errors=ESCAPE)
                 records = read_records(stream, task.read_format, len(task.columns), task.first_line)
                 try:
                     seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
