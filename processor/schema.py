@@ -233,7 +233,9 @@ def plain_pattern(column: ColumnType) -> str | None:
     if kind == "date":
         return r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
     if kind == "timestamp":
-        return r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?)?$"
+        # Hours to 23 and seconds to 59: PostgreSQL reads `24:00:00` as the next day and a leap second
+        # `23:59:60` as the next minute, which a timestamp column would not give back as written.
+        return r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?)?$"
     return None
 
 

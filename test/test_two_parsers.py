@@ -76,6 +76,23 @@ CASES = [
     # blank lines are not rows, one column or more
     Case("blank_line_one_column", b"v\na\n\nb\n", [("a",), ("b",)]),
     Case("blank_line_one_column_crlf", b"v\r\na\r\n\r\nb\r\n\r\n", [("a",), ("b",)]),
+    # blank lines before the header are not rows either: the header is the first record (every bulk loader would
+    # take the first line for it, and the file was skipped as empty)
+    Case("blank_lines_before_the_header", b"\n\nid,v\n1,a\n2,b,c\n3,c\n", [("1", "a"), ("3", "c")], (5,), "found 3"),
+    Case("blank_lines_before_the_header_crlf", b"\r\n\r\nid,v\r\n1,a\r\n\r\n2,b\r\n", [("1", "a"), ("2", "b")]),
+    Case(
+        "typed_after_blank_lines_before_the_header",
+        b"\n\nid,n\n" + TYPED_ROWS + b"51,007\n",
+        [("51", "007")],
+        settings=TYPED,
+        more_rows=50,
+    ),
+    Case(
+        "blank_lines_before_headerless_rows",
+        b"\n\n1,a\n2,b\n",
+        [("1", "a"), ("2", "b")],
+        settings={"src_header": False},
+    ),
     # a bare LF in a CRLF file ends a row (LOAD DATA would keep it inside the value)
     Case("bare_lf_in_crlf_file", b"v\r\na\nb\r\nc\r\n", [("a",), ("b",), ("c",)]),
     # encodings: valid UTF-8 is never read as cp1252; a stray byte rejects its line alone
@@ -92,6 +109,22 @@ CASES = [
         [("2", "ok"), ("3", "José")],
         (2,),
         "not valid utf-8",
+    ),
+    # UTF-16 bytes that are not a character (a file cut short, a lone surrogate): their line alone is rejected,
+    # on PostgreSQL too (COPY reported the failed read as a lost connection, and the file failed after retries)
+    Case(
+        "utf16_cut_short",
+        '\ufeffid\tv\r\n1\t"multi\r\nline"\r\n2\tb\r\n'.encode("utf-16-le") + b"\x00",
+        [("1", "multi\r\nline"), ("2", "b")],
+        (5,),
+        "not valid utf-16",
+    ),
+    Case(
+        "utf16_lone_surrogate",
+        "\ufeffid\tv\r\n1\ta\r\n2\t".encode("utf-16-le") + b"\x00\xd8" + "x\r\n3\tc\r\n".encode("utf-16-le"),
+        [("1", "a"), ("3", "c")],
+        (3,),
+        "not valid utf-16",
     ),
     # latin-1 first seen after the head: the whole file is cp1252
     Case(

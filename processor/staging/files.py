@@ -31,8 +31,20 @@ FIELD_SIZE_LIMIT = 16 * 1024 * 1024
 csv.field_size_limit(FIELD_SIZE_LIMIT)
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes a surrogateescape decoding could not read
+UNDECODABLE = re.compile("[\udc00-\udcff]")  # bytes a decoding could not read (ESCAPE, surrogateescape)
 _BEYOND_ASCII = re.compile("[\x80-\ud7ff\ue000-\U0010ffff]")  # characters UTF-8 did read, beyond ASCII
+
+ESCAPE = "processor-escape"  # surrogateescape for every byte, ASCII ones too: UTF-16 cuts a character anywhere
+
+
+def _escape(error: UnicodeError) -> tuple[str, int]:
+    """Each byte a codec could not read as U+DC00 + byte (surrogateescape gives up on bytes below 0x80)."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return "".join(chr(0xDC00 + byte) for byte in error.object[error.start : error.end]), error.end
+
+
+codecs.register_error(ESCAPE, _escape)
 
 
 @dataclass(frozen=True)

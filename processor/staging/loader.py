@@ -385,7 +385,7 @@ def profile_source(task: ProfileTask) -> Profiled:
 
 def _split(task: ProfileTask, profile: FileProfile) -> SplitPlan | None:
     """For a big file: its ranges and fingerprint, from one pass over it; raises FileChanged when it moved meanwhile."""
-    if task.split_parts < 2 or not profile.format.ascii_compatible:
+    if task.split_parts < 2 or not profile.format.ascii_compatible or profile.blank_lead:
         return None
     before = stamp_of(task.source)
     with open_location(task.source.location, 0, root=task.source.root) as raw:
@@ -491,6 +491,7 @@ def _load_tasks(
             run_id,
             profile.nullish,
             sampled_whole=profile.whole,
+            careful_only=profile.blank_lead,
             previous_lineage=entry.lineage if entry is not None else None,
             folded=tuple(c for c in profile.columns if c not in plans[item.table].columns),
             alone=per_table[item.table] == 1 and item.split is None,

@@ -75,7 +75,13 @@ def bulk(conn: Connection, target: Target, raw: BinaryIO, fmt: CsvFormat) -> int
     """COPY the file's bytes; returns rows loaded; raises DataProblem or Disconnected."""
     encoding = _ENCODINGS.get(codecs.lookup(fmt.encoding).name)
     stream = raw if encoding else _Utf8Transcoder(raw, fmt.encoding)
-    return _copy(conn, _copy_sql(conn, target, fmt, encoding or "UTF8"), stream)
+    try:
+        return _copy(conn, _copy_sql(conn, target, fmt, encoding or "UTF8"), stream)
+    except Disconnected:
+        # COPY reports any error of the stream's read() as its own: a file's bytes, not the connection
+        if isinstance(stream, _Utf8Transcoder) and stream.error is not None:
+            raise DataProblem(f"bytes that are not valid {fmt.encoding}: {stream.error}") from None
+        raise
 
 
 def insert(conn: Connection, target: Target, rows: list[list[str | None]]) -> None:
@@ -144,9 +150,14 @@ class _Utf8Transcoder(io.RawIOBase):
         self._text = io.TextIOWrapper(
             raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw), encoding=encoding, newline=""
         )
+        self.error: UnicodeError | None = None  # what the last read could not decode
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        return self._text.read(size if size and size > 0 else CHUNK).encode("utf-8")
+        try:
+            return self._text.read(size if size and size > 0 else CHUNK).encode("utf-8")
+        except UnicodeError as exc:
+            self.error = exc
+            raise

@@ -34,6 +34,7 @@ class FileProfile:
     types: tuple[ColumnType, ...]
     nullish: tuple[frozenset[str], ...]  # per column: empty fields, null markers or NULL words seen in the sample
     whole: bool = False  # the sample is every row: each value fits its inferred type
+    blank_lead: bool = False  # blank lines come before the header: the bulk loaders would read one as the header
 
 
 def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
@@ -41,7 +42,9 @@ def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
     with open_binary(source, settings.load_retries) as raw:
         head = raw.read(HEAD_BYTES)
     fmt = detect_format(head, settings.src_encoding, settings.src_delimiter, settings.src_header)
-    header, rows, consumed, whole = _head_sample(source, fmt, settings.sample_rows // 2 or 1, settings.load_retries)
+    header, rows, consumed, whole, blank_lead = _head_sample(
+        source, fmt, settings.sample_rows // 2 or 1, settings.load_retries
+    )
     columns = tuple(column_names(header)) if fmt.header else tuple(f"column_{i}" for i in range(1, len(header) + 1))
     if not fmt.header:
         rows = [header, *rows]
@@ -51,25 +54,38 @@ def profile_file(source: SourceFile, settings: Settings) -> FileProfile:
     nulls = frozenset(settings.null_values)
     values = sampled_values(rows, len(columns))
     types = types_of(values, nulls) if settings.infer_types else [TEXT] * len(columns)
-    return FileProfile(source, fmt, tuple(header), columns, tuple(types), tuple(nullish(values, nulls)), whole)
+    return FileProfile(
+        source,
+        fmt,
+        tuple(header),
+        columns,
+        tuple(types),
+        tuple(nullish(values, nulls)),
+        whole,
+        blank_lead and fmt.header,
+    )
 
 
 def _head_sample(
     source: SourceFile, fmt: CsvFormat, limit: int, retries: int
-) -> tuple[list[str], list[list[str]], int, bool]:
-    """The first record, up to `limit` more rows, about how many bytes they span, and whether they are all."""
+) -> tuple[list[str], list[list[str]], int, bool, bool]:
+    """The first record, up to `limit` more rows, about how many bytes they span, whether they are all, and
+    whether blank lines came before the first record (they are not rows, and the header is the first record)."""
     with open_binary(source, retries) as raw:
         text = text_stream(raw, fmt, errors="replace")
         reader = csv_reader(text, fmt)
-        whole = False
+        whole = blank_lead = False
         try:
-            header = next(reader, [])
+            header = next(reader, None)
+            while header == []:
+                blank_lead, header = True, next(reader, None)
+            header = header or []
             rows = [row for row in itertools.islice(reader, limit) if row]
             whole = next(reader, None) is None
         except csv.Error:
             rows = []  # the careful path will find and report the broken row
         consumed = raw.tell() if source.compression is None and hasattr(raw, "tell") else source.size
-    return header, rows, consumed, whole
+    return header, rows, consumed, whole, blank_lead
 
 
 def _window_sample(

@@ -36,7 +36,7 @@ from ..parallel import WorkerStopped, stopped_by
 from ..redact import redact
 from ..schema import ColumnType, column_names, rewrites_values
 from . import mysql, postgres, sqlite
-from .files import CsvFormat, HashingReader, csv_reader, open_binary, text_stream
+from .files import ESCAPE, CsvFormat, HashingReader, csv_reader, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
 from .scan import Reencode, Watch
@@ -74,6 +74,7 @@ class LoadTask:
     alone: bool = False  # the only task of this run for its table (no other writer this run)
     into: str | None = None  # a big file's private table, where its ranges load until the file moves in whole
     stamp: Stamp | None = None  # the file as the pass that cut it into ranges found it
+    careful_only: bool = False  # blank lines before the header, which every bulk loader would take for it
 
     @property
     def table_columns(self) -> tuple[str, ...]:
@@ -253,7 +254,8 @@ def _check_header(task: LoadTask) -> None:
     if not task.format.header:
         return
     with open_binary(task.source, task.settings.load_retries) as raw:
-        header = next(csv_reader(text_stream(raw, task.format, errors="replace"), task.format), [])
+        rows = csv_reader(text_stream(raw, task.format, errors="replace"), task.format)
+        header = next((row for row in rows if row), [])  # blank lines before it are not rows
     if tuple(column_names(header)) != task.columns:
         raise _Failed("the file's header changed while the run was planning; run again to load its new shape")
 
@@ -297,7 +299,7 @@ def _load_as(engine: Engine, task: LoadTask, changes: list[str]) -> _Outcome:
     settings = task.settings
     with engine.connect() as conn:
         types = _file_types(conn, task)
-        bulk_allowed = writer.can_bulk(conn)
+        bulk_allowed = writer.can_bulk(conn) and not task.careful_only
     fast = bulk_allowed
     columns = task.table_columns
     for _ in range(MAX_WIDENINGS):
@@ -484,7 +486,7 @@ def _careful(engine: Engine, writer, task: LoadTask, target: Target) -> _Outcome
                 reader = HashingReader(raw)
                 watch = Watch(task.read_format, frozenset(), writer.TOOL)  # for a guessed encoding
                 reader.tees = [watch.feed]
-                stream = text_stream(reader, task.read_format, errors="surrogateescape")
+                stream = text_stream(reader, task.read_format, errors=ESCAPE)
                 records = read_records(stream, task.read_format, len(task.columns), task.first_line)
                 try:
                     seen, loaded = _careful_rows(conn, writer, task, target, checker, records, rejects)
