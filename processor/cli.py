@@ -92,6 +92,8 @@ def _settings(env: dict[str, str], env_file_problems: list[str]) -> Settings:
     folder = os.path.dirname(os.path.abspath(settings.summary_json)) if settings.summary_json else None
     if folder and not os.path.isdir(folder):
         raise ConfigError(f"SUMMARY_JSON: the folder {folder} does not exist; create it or fix the path")
+    if settings.summary_json and os.path.isdir(settings.summary_json):
+        raise ConfigError(f"SUMMARY_JSON: {settings.summary_json} is a folder; name a file in it (e.g. summary.json)")
     problem = sqlite_folder_problem(normalise_url(settings.dest_sql))
     if problem:
         raise ConfigError(problem)

@@ -30,6 +30,7 @@ MISTAKES = [
     ({"DEST_SQL": '"postgresql://loader:pa55word@127.0.0.1/db"'}, "load", "quotes"),
     ({"DEST_SQL": "sqlite:///no-such-folder/processor.db"}, "load", "no-such-folder does not exist"),
     ({"SUMMARY_JSON": "no-such-folder/summary.json"}, "load", "SUMMARY_JSON"),
+    ({"SUMMARY_JSON": "."}, "load", "is a folder"),  # was: loaded, then an error and exit 0 with no summary
 ]
 
 
