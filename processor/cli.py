@@ -143,8 +143,10 @@ def main(argv: list[str] | None = None, prog: str = "processor") -> int:
         log.error("stopped by Ctrl-C; files that were loading were rolled back")
         report.stopped("Ctrl-C; files that were loading were rolled back", 130)
     except Interrupted as exc:
-        log.error("stopped by signal; files that were loading were rolled back")
-        report.stopped("a signal; files that were loading were rolled back", exc.exit_code)
+        loading = report.load is None and args.step in ("all", "load")  # else nothing was loading: say no more
+        said = "; files that were loading were rolled back" if loading else ""
+        log.error("stopped by signal%s", said)
+        report.stopped(f"a signal{said}", exc.exit_code)
     except ProcessorError as exc:
         log.error("%s", exc)
         report.stopped(str(exc), exc.exit_code)
