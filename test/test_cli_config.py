@@ -31,6 +31,8 @@ MISTAKES = [
     ({"DEST_SQL": "sqlite:///no-such-folder/processor.db"}, "load", "no-such-folder does not exist"),
     ({"SUMMARY_JSON": "no-such-folder/summary.json"}, "load", "SUMMARY_JSON"),
     ({"SUMMARY_JSON": "."}, "load", "is a folder"),  # was: loaded, then an error and exit 0 with no summary
+    # a secret that was not mounted: `sync` asked for by name did nothing and exited 0
+    ({"PIPEDRIVE_API_KEY": ""}, "sync", "PIPEDRIVE_API_KEY"),
 ]
 
 
