@@ -14,6 +14,7 @@ the variables and the exit codes.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import time
 from datetime import UTC, datetime
 
 from dotenv import load_dotenv
+from dotenv.parser import parse_stream
 
 from . import container, outcome
 from .config import Settings
@@ -35,15 +37,34 @@ from .usage import SUMMARY, epilog, width
 log = logging.getLogger("processor")
 
 
-def read_environment() -> dict[str, str]:
-    """`.env` in the working directory under the real environment (which wins).
+def read_environment() -> tuple[dict[str, str], list[str]]:
+    """`.env` in the working directory under the real environment (which wins), and what is wrong with the file.
 
     The file's values go into the process environment too, so libraries that read it themselves
-    (the AWS credentials of S3 sources) see them.
+    (the AWS credentials of S3 sources) see them. A line that is not `NAME=value` is a problem, not
+    skipped: the variable it meant to set would silently take its default. Problems name the line,
+    never its text (it may hold a password).
     """
-    if os.path.exists(".env"):
-        load_dotenv(".env", override=False)
-    return dict(os.environ)
+    if not os.path.exists(".env"):
+        return dict(os.environ), []
+    try:
+        with open(".env", encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError:
+        return dict(os.environ), [".env is not UTF-8 text: save it as UTF-8 (or set the variables in the environment)"]
+    except OSError as exc:
+        return dict(os.environ), [f".env cannot be read: {exc.strerror or exc}"]
+    bindings = list(parse_stream(io.StringIO(text)))
+    problems = [
+        f".env line {binding.original.line} is not NAME=value (nor a comment), so it sets nothing: fix or remove it"
+        for binding in bindings
+        if binding.error
+    ]
+    # The lines it can read still count (NOTIFY_URL is told of the problem); python-dotenv is not given the
+    # others, as it would only warn about them.
+    readable = "".join(binding.original.string for binding in bindings if not binding.error)
+    load_dotenv(stream=io.StringIO(readable), override=False)
+    return dict(os.environ), problems
 
 
 def _raise_interrupted(signum, _frame) -> None:
@@ -60,12 +81,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
 
 
-def _settings(env: dict[str, str]) -> Settings:
+def _settings(env: dict[str, str], env_file_problems: list[str]) -> Settings:
     """Settings from the environment, and the paths they name that must exist before the run; raises ConfigError."""
-    settings = Settings.from_env(env)
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        raise ConfigError("\n  ".join([str(exc), *env_file_problems])) from None
+    if env_file_problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(env_file_problems))
     folder = os.path.dirname(os.path.abspath(settings.summary_json)) if settings.summary_json else None
     if folder and not os.path.isdir(folder):
         raise ConfigError(f"SUMMARY_JSON: the folder {folder} does not exist; create it or fix the path")
+    if settings.summary_json and os.path.isdir(settings.summary_json):
+        raise ConfigError(f"SUMMARY_JSON: {settings.summary_json} is a folder; name a file in it (e.g. summary.json)")
     problem = sqlite_folder_problem(normalise_url(settings.dest_sql))
     if problem:
         raise ConfigError(problem)
@@ -93,9 +121,9 @@ def main(argv: list[str] | None = None, prog: str = "processor") -> int:
         help="one of: " + ", ".join(STEPS) + " (default: all)",
     )
     args = parser.parse_args(argv)
-    env = read_environment()
+    env, env_file_problems = read_environment()
     try:
-        settings = _settings(env)
+        settings = _settings(env, env_file_problems)
     except ConfigError as exc:
         return _config_error(env, exc)
     configure_logging(settings.log_level, settings.secrets(), settings.log_format, args.step)
@@ -115,8 +143,10 @@ def main(argv: list[str] | None = None, prog: str = "processor") -> int:
         log.error("stopped by Ctrl-C; files that were loading were rolled back")
         report.stopped("Ctrl-C; files that were loading were rolled back", 130)
     except Interrupted as exc:
-        log.error("stopped by signal; files that were loading were rolled back")
-        report.stopped("a signal; files that were loading were rolled back", exc.exit_code)
+        loading = report.load is None and args.step in ("all", "load")  # else nothing was loading: say no more
+        said = "; files that were loading were rolled back" if loading else ""
+        log.error("stopped by signal%s", said)
+        report.stopped(f"a signal{said}", exc.exit_code)
     except ProcessorError as exc:
         log.error("%s", exc)
         report.stopped(str(exc), exc.exit_code)

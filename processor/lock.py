@@ -74,23 +74,49 @@ class destination_lock:
     def __init__(self, engine: Engine, timeout: float):
         self.engine, self.timeout = engine, timeout
         self._lock: _FileLock | _ServerLock | None = None
+        self._me: Holder | None = None
 
     def __enter__(self) -> Holder:
         check_connection(self.engine)
         family = dialect_family(self.engine)
         self._lock = _FileLock(self.engine) if family == "sqlite" else _ServerLock(self.engine, family)
+        self._me = self._take()
+        return self._me
+
+    def check(self, stage: str) -> None:
+        """Before a stage: make sure the run still holds the lock, taking it again (waiting as on entry) when the
+        server closed the connection that held it; raises LockTimeout when another run keeps it meanwhile.
+
+        A server-side lock goes with its connection: a DBA's pg_terminate_backend, idle_session_timeout, a
+        proxy or firewall dropping an idle connection all release it while the run goes on.
+        """
+        if self._lock is None or self._lock.alive():
+            return
+        log.warning(
+            "the connection holding this run's lock on %s was closed; taking the lock again before the %s",
+            display_url(self.engine.url),
+            stage,
+        )
+        self._lock.close()
+        self._lock = None
+        self._lock = _ServerLock(self.engine, dialect_family(self.engine))
+        self._take(self._me)
+
+    def _take(self, me: Holder | None = None) -> Holder:
         try:
             self._wait()
-            me = Holder.me()
+            me = me or Holder.me()
             self._lock.announce(me)
         except sa.exc.DBAPIError as exc:  # no schema to create the holders' table in, or no right to
             self._lock.close()
+            self._lock = None
             raise DatabaseError(
                 f"cannot record this run's lock at {display_url(self.engine.url)}: "
                 f"{describe_db_error(exc, self.engine.url)}; the user needs CREATE on the schema (or database)"
             ) from None
         except BaseException:
             self._lock.close()
+            self._lock = None
             raise
         return me
 
@@ -152,6 +178,14 @@ class _ServerLock:
         self.held = bool(got)
         return self.held
 
+    def alive(self) -> bool:
+        """Whether the connection (and so the lock) is still there."""
+        try:
+            self.conn.exec_driver_sql("SELECT 1").scalar()
+        except sa.exc.DBAPIError:
+            return False
+        return True
+
     def holder(self) -> Holder | None:
         try:
             row = self.conn.execute(
@@ -174,9 +208,12 @@ class _ServerLock:
                 self.conn.execute(sa.text(unlock), {"k": self.key if self.family == "postgresql" else self.label})
         except sa.exc.DBAPIError as exc:  # the connection is gone, and the lock with it
             log.debug("releasing the run lock: %s", describe_db_error(exc, self.engine.url))
+        except sa.exc.InvalidRequestError:  # gone, and SQLAlchemy already knew it (alive() found it so)
+            pass
         finally:
             self.held = False
-            self.conn.invalidate()  # never back to the pool: a lock must not outlive its run on a pooled connection
+            if not self.conn.closed:
+                self.conn.invalidate()  # never back to the pool: a lock must not outlive its run on a pooled connection
             self.conn.close()
 
 
@@ -189,6 +226,9 @@ class _FileLock:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise DatabaseError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
+
+    def alive(self) -> bool:
+        return True  # an open descriptor holds its flock until the run closes it
 
     def try_acquire(self) -> bool:
         import fcntl

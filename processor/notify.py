@@ -11,6 +11,7 @@ run's exit code.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,8 @@ from .redact import clean_tree
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # per socket read: a receiver that trickles its answer would reset it forever
+DEADLINE = 20.0  # so each attempt has this long in all, then the run goes on without the answer
 ATTEMPTS = 2
 RETRY_DELAY = 1.0
 MAX_FILES = 50  # files listed by name in the body: those that failed or rejected rows
@@ -74,9 +76,12 @@ def send(url: str, payload: dict[str, Any]) -> bool:
     problem = ""
     for attempt in range(ATTEMPTS):
         try:
-            answer = requests.post(url, json=payload, timeout=TIMEOUT)
+            answer = _post(url, payload)
         except requests.RequestException as exc:
             problem = f"{type(exc).__name__}: {first_line(exc)}"  # the log filter masks the URL's secret parts
+        except TimeoutError:
+            problem = f"no answer within {DEADLINE:g} s"
+            break  # it has the message and is slow to answer: sending it again could post it twice
         else:
             if answer.status_code < 300:
                 log.info("notified %s (HTTP %d)", shown_url, answer.status_code)
@@ -89,3 +94,25 @@ def send(url: str, payload: dict[str, Any]) -> bool:
             time.sleep(RETRY_DELAY)
     log.warning("could not notify %s: %s; the run's exit code is unchanged", shown_url, problem)
     return False
+
+
+def _post(url: str, payload: dict[str, Any]):
+    """requests.post with a deadline for the whole exchange; raises TimeoutError past it."""
+    import requests
+
+    outcome: dict[str, Any] = {}
+
+    def post() -> None:
+        try:
+            outcome["answer"] = requests.post(url, json=payload, timeout=TIMEOUT)
+        except Exception as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    sender = threading.Thread(target=post, name="notify", daemon=True)  # daemon: never keeps the run alive
+    sender.start()
+    sender.join(DEADLINE)
+    if sender.is_alive():
+        raise TimeoutError
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["answer"]

@@ -30,6 +30,9 @@ MISTAKES = [
     ({"DEST_SQL": '"postgresql://loader:pa55word@127.0.0.1/db"'}, "load", "quotes"),
     ({"DEST_SQL": "sqlite:///no-such-folder/processor.db"}, "load", "no-such-folder does not exist"),
     ({"SUMMARY_JSON": "no-such-folder/summary.json"}, "load", "SUMMARY_JSON"),
+    ({"SUMMARY_JSON": "."}, "load", "is a folder"),  # was: loaded, then an error and exit 0 with no summary
+    # a secret that was not mounted: `sync` asked for by name did nothing and exited 0
+    ({"PIPEDRIVE_API_KEY": ""}, "sync", "PIPEDRIVE_API_KEY"),
 ]
 
 
@@ -208,3 +211,22 @@ def test_a_search_path_naming_no_schema_is_one_line_and_exit_4(tmp_path, postgre
     assert "Traceback" not in done.stderr
     assert "CREATE SCHEMA" in done.stderr and "options=-csearch_path" in done.stderr
     assert "psycopg2" not in done.stderr  # the URL as the user writes it
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # YAML habit: the line sets nothing, and the load would go to the default sqlite:///processor.db.
+        (b"LOAD_WORKERS=1\nDEST_SQL: postgresql://loader:s3cr3t@db/warehouse\n", ".env line 2 is not NAME=value"),
+        (b"LOAD_WORKERS=1\nSOURCE_NAME=caf\xe9\n", ".env is not UTF-8 text"),
+    ],
+)
+def test_an_env_file_line_that_cannot_be_read_is_exit_2_not_a_default(tmp_path, content, expected):
+    """A .env line python-dotenv cannot parse would only be warned about and skipped: the run then loaded
+    into the default destination. It is a configuration error naming the line, never showing its text."""
+    (tmp_path / ".env").write_bytes(content)
+    done = run_index(tmp_path, "load")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert expected in done.stderr
+    assert "s3cr3t" not in done.stdout + done.stderr
+    assert not (tmp_path / "processor.db").exists()

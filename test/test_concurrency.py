@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import ROOT, index_env, ledger_rows, start_index, write_csv
+from helpers import ROOT, index_env, ledger_rows, sample_copy, start_index, wait_until, write_csv
 
 from processor import ledger
-from processor.lock import destination_lock
+from processor.lock import Holder, destination_lock
 
 ROWS = 3_000
 
@@ -268,3 +268,71 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_get_in(tmp_path):
             start = time.time() + 0.2
             opened = pool.starmap(_open_at, [(str(tmp_path / f"new-{attempt}.db"), start)] * 4)
             assert opened == ["ok"] * 4
+
+
+def _lose_the_lock_mid_load(run_env: dict[str, str], src: Path, engine: sa.Engine, other=None):
+    """Start `python index.py` with raw_payments locked (so it waits in its load, holding the run lock), close the
+    connection holding its run lock as a DBA or an idle timeout would, let `other` take the lock, then let it go on."""
+    from processor.lock import _ServerLock
+
+    payments = src / "raw_payments.csv"
+    lines = len(payments.read_text().splitlines())
+    with payments.open("a") as handle:
+        handle.write(f"{9000 + lines},1,credit_card,100\n")  # a changed file: the load must write raw_payments
+    probe = _ServerLock(engine, "postgresql")  # only to know the lock's key
+    high, low = (probe.key & 0xFFFFFFFFFFFFFFFF) >> 32, probe.key & 0xFFFFFFFF
+    probe.close()
+    with engine.connect() as blocker:
+        blocker.exec_driver_sql("LOCK TABLE raw_payments IN ACCESS EXCLUSIVE MODE")
+        run = start_index("all", run_env)
+        holders = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :h AND objid = :l"
+
+        def held() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(sa.text(holders), {"h": high, "l": low}).first() is not None
+
+        wait_until(held, what="the run holding its lock")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM ({holders}) AS h"), {"h": high, "l": low})
+        wait_until(lambda: not held(), what="the lock released with its connection")
+        if other is not None:
+            assert other.try_acquire()
+            other.announce(Holder.me())
+        blocker.rollback()  # the run's load goes on
+    out, err = run.communicate(timeout=120)
+    return subprocess.CompletedProcess(run.args, run.returncode, out, err)
+
+
+def test_a_run_whose_lock_connection_was_closed_takes_the_lock_again_before_the_next_stage(
+    tmp_path, postgres_url, engine_of
+):
+    """A server-side lock goes with its connection, and the run's lock connection idles for the whole load: a
+    pg_terminate_backend, an idle_session_timeout or a proxy dropping it released the lock while the run went on,
+    so a second run could transform or sync beside it. The run now checks before each stage: it takes the lock
+    again, or (another run has it) waits LOCK_TIMEOUT and stops with exit 7."""
+    from processor.lock import _ServerLock
+
+    src = sample_copy(tmp_path)
+    env = index_env(src, postgres_url, LOAD_WORKERS="1", LOCK_TIMEOUT="1")
+    engine = engine_of(postgres_url)
+    assert (
+        subprocess.run(
+            [sys.executable, str(ROOT / "index.py"), "load"], env=env, capture_output=True, timeout=120
+        ).returncode
+        == 0
+    )
+
+    other = _ServerLock(engine, "postgresql")
+    try:
+        done = _lose_the_lock_mid_load(env, src, engine, other)
+    finally:
+        other.close()
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert "was closed; taking the lock again before the transform" in done.stderr
+    assert f"pid {os.getpid()}" in done.stderr and "Traceback" not in done.stderr
+    assert not sa.inspect(engine).has_table("deals") and "deals" not in sa.inspect(engine).get_view_names()
+
+    done = _lose_the_lock_mid_load(env, src, engine)  # nobody took it meanwhile: the run goes on
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "was closed; taking the lock again before the transform" in done.stderr
+    assert "deals" in sa.inspect(engine).get_view_names() and "Traceback" not in done.stderr

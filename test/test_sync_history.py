@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import sqlalchemy as sa
-from helpers import read_table, run_index, sample_copy, write_csv
+from helpers import ROOT, read_table, run_index, sample_copy, start_index, wait_until, write_csv
 
 from processor.errors import ConfigError
 from processor.pipedrive.fieldmap import parse_field_map
@@ -185,3 +187,32 @@ def test_a_dry_run_loads_nothing_and_lists_every_planned_record(tmp_path, pipedr
     assert run_index(tmp_path, "sync", env=env).returncode == 0
     status = run_index(tmp_path, "status", env=env).stdout
     assert f"  deals: {len(view)} created, 0 updated, 0 unchanged" in status and TOKEN not in status
+
+
+def test_a_sync_stopped_by_sigterm_records_what_it_wrote(tmp_path, pipedrive_fake):
+    """SIGTERM mid-sync (docker stop) was recorded as a run that wrote nothing (0 created, no changes) while
+    Pipedrive held what it had created, and the summary said files were rolled back. Now the history holds
+    each record written before the stop."""
+    fake = pipedrive_fake(token=TOKEN, write_latency=0.2)
+    env = {"PIPEDRIVE_API_KEY": TOKEN, "PIPEDRIVE_BASE_URL": fake.url, "LOAD_WORKERS": "1", "PROGRESS": "0"}
+    env["SRC_DATA_FOLDER"] = str(sample_copy(tmp_path))
+    env["DEST_SQL"] = f"sqlite:///{tmp_path / 'processor.db'}"
+    assert run_index(tmp_path, "load", env=env).returncode == 0
+    assert run_index(tmp_path, "transform", env=env).returncode == 0
+    run = start_index("sync", {**env, "PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"]})
+    wait_until(lambda: len(fake.writes()) >= 8, timeout=60, what="some writes")
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 143, out + err
+    assert "rolled back" not in out + err  # nothing is rolled back in Pipedrive
+    created = {name: len(fake.collections[name].records) for name in ("persons", "deals")}
+    assert 0 < sum(created.values()) < 100  # stopped part-way
+    engine = sa.create_engine(env["DEST_SQL"])
+    try:
+        [last] = read_table(engine, RUNS_TABLE)
+        changes = read_table(engine, CHANGES_TABLE)
+    finally:
+        engine.dispose()
+    assert last["exit_code"] == 143 and last["error"] == "stopped by signal 15"
+    assert (last["persons_created"], last["deals_created"]) == (created["persons"], created["deals"])
+    assert sum(c["action"] == "created" for c in changes) == sum(created.values())

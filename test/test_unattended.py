@@ -5,7 +5,9 @@ NOTIFY_URL is told, and LOG_FORMAT=json feeds log collectors. The real command o
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -187,6 +189,36 @@ def test_a_failed_run_is_notified_and_a_failed_notification_changes_nothing(tmp_
     assert done.returncode == 2
     [body] = fine.bodies  # a scheduled run that cannot start is a failed run too
     assert body["exit_code"] == 2 and "SRC_DATA_FOLDR" in body["text"]
+
+
+def test_a_receiver_that_trickles_its_answer_does_not_hold_the_run(tmp_path):
+    """requests' timeout is per socket read: a receiver (or a proxy before it) sending a header line
+    every few seconds kept the finished run alive forever. Each attempt now has a deadline in all."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.wait(2):
+            conn.sendall(b"X-Still-There: yes\r\n")
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/services/T0001/B0001/hooks3cr3t"
+    env = {**INLINE, "SRC_DATA_FOLDER": str(_certificates(tmp_path / "data")), "NOTIFY_URL": url}
+    try:
+        started = time.monotonic()
+        done = run_index(tmp_path, "load", env={**env, "NOTIFY_ON": "always"}, timeout=90)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert took < 60, took
+    assert "could not notify http://127.0.0.1:" in done.stderr and "no answer within" in done.stderr
+    assert "hooks3cr3t" not in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)

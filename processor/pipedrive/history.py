@@ -75,8 +75,11 @@ def mode(settings: Settings) -> str:
     return f"archived={settings.sync_archived}; removed={removed}; {mapped}"
 
 
-def record(engine: Engine, settings: Settings, started: datetime, report: SyncReport) -> str | None:
-    """Write one run and its changes; returns why it could not (the sync is done all the same), else None."""
+def record(
+    engine: Engine, settings: Settings, started: datetime, report: SyncReport, stopped_by: Interrupted | None = None
+) -> str | None:
+    """Write one run and its changes (`stopped_by`: the signal that stopped it after what the report holds);
+    returns why it could not (the sync is done all the same), else None."""
     counts = {
         f"{entity}_{outcome}": getattr(getattr(report, entity), outcome) for entity in ENTITIES for outcome in COUNTED
     }
@@ -84,8 +87,8 @@ def record(engine: Engine, settings: Settings, started: datetime, report: SyncRe
         **counts,
         "requests": sum(report.requests.values()),
         "tokens": report.tokens_used,
-        "exit_code": report.exit_code,
-        "error": report.stopped or report.removal_refused,
+        "exit_code": stopped_by.exit_code if stopped_by else report.exit_code,
+        "error": str(stopped_by) if stopped_by else report.stopped or report.removal_refused,
     }
     rows = [
         {

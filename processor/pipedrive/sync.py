@@ -88,7 +88,12 @@ def run_sync(settings: Settings, engine: sa.Engine) -> SyncReport:
     try:
         report = sync_deals(settings, rows, columns=columns)
     except (ProcessorError, Interrupted) as exc:
-        if not settings.sync_dry_run:
+        done = getattr(exc, "sync_report", None)  # a signal may stop a sync that has written
+        if settings.sync_dry_run:
+            pass
+        elif done is not None:
+            history.record(engine, settings, started, done, stopped_by=exc)
+        else:
             history.record_error(engine, settings, started, exc)
         raise
     if not settings.sync_dry_run:
@@ -164,6 +169,9 @@ def sync_deals(
         _Sync(settings, client, report).run(list(rows), columns)
     except SyncStopped as exc:
         report.stopped = str(exc)
+    except Interrupted as exc:
+        exc.sync_report = report  # what was written before the signal, for the history
+        raise
     finally:
         if owned:
             client.close()
