@@ -44,6 +44,15 @@ def run_load(make_settings, folder: Path, db_url: str, **fields):
     return load(settings)
 
 
+def load_column(make_settings, folder: Path, db_url: str, engine, values: list[str], **fields):
+    """Load a file `id,v` of `values` (ids 0, 1, ...) from `folder` into table v; returns the report and the
+    values v holds, in id order, as the driver gives them."""
+    write_bytes(folder / "v.csv", ("id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))).encode())
+    report = run_load(make_settings, folder, db_url, **fields)
+    with engine.connect() as conn:
+        return report, [v for _id, v in conn.execute(sa.text("SELECT id, v FROM v ORDER BY id"))]
+
+
 def plain(value):
     """A database value as something comparable across dialects."""
     if isinstance(value, float):

@@ -5,8 +5,7 @@ its column text, holding the very text, like any other value the column could no
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
-from helpers import ledger_rows, reject_rows, run_load, write_bytes
+from helpers import ledger_rows, load_column, reject_rows
 
 CASES = {
     "leap_second": ["2020-12-31 23:59:59", "2020-12-31 23:59:60"],
@@ -20,11 +19,8 @@ WHERE = {"in_sample": {}, "after_sample": {"sample_rows": 2}}  # a sample of 2 r
 @pytest.mark.parametrize("case", CASES)
 def test_a_clock_time_out_of_range_makes_its_column_text(case, where, tmp_path, db_url, make_settings, engine_of):
     values = CASES[case]
-    write_bytes(tmp_path / "src" / "v.csv", ("id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))).encode())
-    report = run_load(make_settings, tmp_path / "src", db_url, **WHERE[where])
     engine = engine_of(db_url)
-    with engine.connect() as conn:
-        stored = [v for _id, v in conn.execute(sa.text("SELECT id, v FROM v ORDER BY id"))]
+    report, stored = load_column(make_settings, tmp_path / "src", db_url, engine, values, **WHERE[where])
     assert stored == values
     assert report.exit_code == 0
     entry = ledger_rows(engine)["v.csv"]
@@ -34,10 +30,8 @@ def test_a_clock_time_out_of_range_makes_its_column_text(case, where, tmp_path, 
 
 def test_a_valid_clock_time_keeps_its_timestamp_column(tmp_path, db_url, make_settings, engine_of):
     values = ["2020-01-05 00:00:00", "2020-01-05 23:59:59.999999", "2020-01-06T19:09:09"]
-    write_bytes(tmp_path / "src" / "v.csv", ("id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))).encode())
-    assert run_load(make_settings, tmp_path / "src", db_url, sample_rows=2).exit_code == 0
-    with engine_of(db_url).connect() as conn:
-        stored = [v for _id, v in conn.execute(sa.text("SELECT id, v FROM v ORDER BY id"))]
+    report, stored = load_column(make_settings, tmp_path / "src", db_url, engine_of(db_url), values, sample_rows=2)
+    assert report.exit_code == 0
     if isinstance(stored[0], str):  # SQLite keeps a timestamp's text
         assert stored == values
     else:

@@ -22,6 +22,8 @@ from processor.names import check_names
 from processor.staging.plan import name_clash
 from processor.staging.ranges import PART_PREFIX
 
+SHOP_TABLES = {"CUSTOMERS_TABLE": "customers", "ORDERS_TABLE": "orders", "PAYMENTS_TABLE": "payments"}
+
 
 @pytest.fixture(params=["postgres", "mysql"])
 def server_url(request):
@@ -73,9 +75,7 @@ def test_no_row_of_a_big_file_is_seen_until_all_of_it_is_in(stop, tmp_path, serv
     env = index_env(
         tmp_path / "src",
         server_url,
-        CUSTOMERS_TABLE="customers",
-        ORDERS_TABLE="orders",
-        PAYMENTS_TABLE="payments",
+        **SHOP_TABLES,
         SPLIT_MIN_BYTES="500000",
         LOAD_WORKERS="2",
         TMPDIR=str(tmp_path / "tmp"),
@@ -117,9 +117,7 @@ def test_the_transform_refuses_while_an_input_file_is_not_loaded(tmp_path, db_ur
     env = index_env(
         tmp_path / "src",
         db_url,
-        CUSTOMERS_TABLE="customers",
-        ORDERS_TABLE="orders",
-        PAYMENTS_TABLE="payments",
+        **SHOP_TABLES,
         MAX_ERRORS="0",
         LOAD_WORKERS="1",
     )
@@ -141,9 +139,7 @@ def test_a_run_killed_once_its_tables_exist_leaves_the_transform_refusing(tmp_pa
     env = index_env(
         tmp_path / "src",
         db_url,
-        CUSTOMERS_TABLE="customers",
-        ORDERS_TABLE="orders",
-        PAYMENTS_TABLE="payments",
+        **SHOP_TABLES,
         LOAD_WORKERS="2",
     )
     run = start_index("load", env)

@@ -4,8 +4,7 @@ wrote, or its column is text holding the very text; never a 0, never a reject fo
 from decimal import Decimal
 
 import pytest
-import sqlalchemy as sa
-from helpers import ledger_rows, reject_rows, run_load, write_bytes
+from helpers import ledger_rows, load_column, reject_rows
 
 # name -> the values of one column, in file order (the first is an ordinary one, so a sample of one row types it)
 CASES = {
@@ -34,11 +33,8 @@ def _equal(stored, written: str) -> bool:
 @pytest.mark.parametrize("case", CASES)
 def test_a_number_reads_back_as_written_or_its_column_is_text(case, where, tmp_path, db_url, make_settings, engine_of):
     values = CASES[case]
-    write_bytes(tmp_path / "src" / "v.csv", ("id,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))).encode())
-    report = run_load(make_settings, tmp_path / "src", db_url, **WHERE[where])
     engine = engine_of(db_url)
-    with engine.connect() as conn:
-        stored = [v for _id, v in conn.execute(sa.text("SELECT id, v FROM v ORDER BY id"))]
+    report, stored = load_column(make_settings, tmp_path / "src", db_url, engine, values, **WHERE[where])
     assert len(stored) == len(values)
     for value, written in zip(stored, values, strict=True):
         assert value is not None and _equal(value, written), (value, written[:40])
