@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .db import check_connection, describe_db_error, dialect_family, display_url
+from .db import PRIVILEGE, check_connection, describe_db_error, dialect_family, display_url, refusal_kind
 from .errors import DatabaseError, LockTimeout
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,10 @@ class destination_lock:
         except sa.exc.DBAPIError as exc:  # no schema to create the holders' table in, or no right to
             self._lock.close()
             self._lock = None
+            fix = "the user needs CREATE on the schema (or database)" if refusal_kind(exc) == PRIVILEGE else "run again"
             raise DatabaseError(
                 f"cannot record this run's lock at {display_url(self.engine.url)}: "
-                f"{describe_db_error(exc, self.engine.url)}; the user needs CREATE on the schema (or database)"
+                f"{describe_db_error(exc, self.engine.url)}; {fix}"
             ) from None
         except BaseException:
             self._lock.close()

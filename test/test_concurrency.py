@@ -292,6 +292,13 @@ def _lose_the_lock_mid_load(run_env: dict[str, str], src: Path, engine: sa.Engin
                 return conn.execute(sa.text(holders), {"h": high, "l": low}).first() is not None
 
         wait_until(held, what="the run holding its lock")
+        waiting = "SELECT 1 FROM pg_locks WHERE relation = 'raw_payments'::regclass AND NOT granted"
+
+        def loading() -> bool:  # in its load, so past taking the lock and writing its holder row
+            with engine.connect() as conn:
+                return conn.execute(sa.text(waiting)).first() is not None
+
+        wait_until(loading, what="the run's load waiting for raw_payments")
         with engine.connect() as conn:
             conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM ({holders}) AS h"), {"h": high, "l": low})
         wait_until(lambda: not held(), what="the lock released with its connection")

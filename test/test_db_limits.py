@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import count, ledger_rows, read_table, run_load, write_bytes
+from helpers import count, ledger_rows, read_table, run_index, run_load, write_bytes
 from test_hostile import backend_of
 
 from processor import ledger
@@ -250,6 +250,16 @@ def test_a_user_who_may_create_nothing_stops_the_run_at_once(tmp_path, limited_u
     message = str(raised.value)
     assert raised.value.exit_code == 4 and "\n" not in message
     assert "ledger tables" in message and "grant" in message and normalise_url(url).password not in message
+
+
+def test_the_command_run_by_a_user_who_may_create_nothing_says_to_grant_create(tmp_path, limited_user):
+    """The run's lock records its holder in a table of ours: the first thing a run creates."""
+    url, _ = limited_user
+    folder = write_files(tmp_path / "src", {"a.csv": b"id\n1\n"})
+    done = run_index(tmp_path, "load", env={"DEST_SQL": url, "SRC_DATA_FOLDER": str(folder), "LOAD_WORKERS": "1"})
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "needs CREATE" in done.stderr and "Traceback" not in done.stderr
+    assert normalise_url(url).password not in done.stdout + done.stderr
 
 
 def test_a_user_without_create_rights_fails_only_the_files_that_need_them(
