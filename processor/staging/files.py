@@ -274,3 +274,14 @@ def csv_reader(lines, fmt: CsvFormat, strict: bool = False):
     csv.Error, which sends the file to the careful path.
     """
     return csv.reader(lines, delimiter=fmt.delimiter, quotechar='"', doublequote=True, strict=strict)
+
+
+def first_record(rows: Iterator[list[str]]) -> tuple[list[str], bool]:
+    """The first record of a reader that is not a blank line (the header, in a file with one; [] when there is
+    none), and whether blank lines came before it: they are not rows."""
+    blank = False
+    for row in rows:
+        if row:
+            return row, blank
+        blank = True
+    return [], blank

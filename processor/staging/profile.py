@@ -17,7 +17,7 @@ from ..config import Settings
 from ..find import SourceFile
 from ..find.streams import open_location
 from ..schema import TEXT, ColumnType, column_names, nullish, sampled_values, types_of
-from .files import HEAD_BYTES, CsvFormat, csv_reader, detect_format, open_binary, text_stream
+from .files import HEAD_BYTES, CsvFormat, csv_reader, detect_format, first_record, open_binary, text_stream
 
 WINDOWS = 8
 WINDOW_BYTES = 256 * 1024
@@ -76,10 +76,7 @@ def _head_sample(
         reader = csv_reader(text, fmt)
         whole = blank_lead = False
         try:
-            header = next(reader, None)
-            while header == []:
-                blank_lead, header = True, next(reader, None)
-            header = header or []
+            header, blank_lead = first_record(reader)
             rows = [row for row in itertools.islice(reader, limit) if row]
             whole = next(reader, None) is None
         except csv.Error:

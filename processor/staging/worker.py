@@ -36,7 +36,7 @@ from ..parallel import WorkerStopped, stopped_by
 from ..redact import redact
 from ..schema import ColumnType, column_names, rewrites_values
 from . import mysql, postgres, sqlite
-from .files import ESCAPE, CsvFormat, HashingReader, csv_reader, open_binary, text_stream
+from .files import ESCAPE, CsvFormat, HashingReader, csv_reader, first_record, open_binary, text_stream
 from .records import printable, read_records
 from .rows import RowChecker
 from .scan import Reencode, Watch
@@ -254,8 +254,7 @@ def _check_header(task: LoadTask) -> None:
     if not task.format.header:
         return
     with open_binary(task.source, task.settings.load_retries) as raw:
-        rows = csv_reader(text_stream(raw, task.format, errors="replace"), task.format)
-        header = next((row for row in rows if row), [])  # blank lines before it are not rows
+        header, _ = first_record(csv_reader(text_stream(raw, task.format, errors="replace"), task.format))
     if tuple(column_names(header)) != task.columns:
         raise _Failed("the file's header changed while the run was planning; run again to load its new shape")
 
